@@ -1,0 +1,133 @@
+"""The engine: determinism, the on_epoch contract, divergence, devices, teachers, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from tricksearch.data import load_dataset
+from tricksearch.engine import (
+    TrainingDiverged,
+    evaluate,
+    fit,
+    load_checkpoint,
+    resolve_device,
+)
+from tricksearch.errors import ConfigError
+from tricksearch.recipe import Recipe
+
+SHORT = {"budget": {"epochs": 2, "batch_size": 128, "lr": 0.05}}
+
+
+def test_same_seed_same_numbers() -> None:
+    r = Recipe.from_dict(SHORT)
+    a, b = fit(r), fit(r)
+    assert [m.train_loss for m in a.history] == [m.train_loss for m in b.history]
+    assert a.val_acc == b.val_acc
+    other = fit(r.with_changes(budget=r.budget.to_dict() | {"seed": 1}))
+    assert [m.train_loss for m in other.history] != [m.train_loss for m in a.history]
+
+
+def test_on_epoch_gets_every_epoch_in_both_forms() -> None:
+    r = Recipe.from_dict(SHORT)
+    seen_obj, seen_kw = [], []
+    fit(r, on_epoch=lambda m: seen_obj.append(m))
+    fit(r, on_epoch=lambda **kw: seen_kw.append(kw))
+    assert [m.epoch for m in seen_obj] == [1, 2]
+    assert set(seen_kw[0]) >= {"train_loss", "val_acc", "val_loss", "epoch_seconds"}
+    assert seen_kw[1]["val_acc"] == seen_obj[1].val_acc
+
+
+def test_test_split_only_when_asked() -> None:
+    r = Recipe.from_dict(SHORT)
+    assert fit(r).test_acc is None
+    res = fit(r, evaluate_test=True)
+    assert 0.0 <= res.test_acc <= 1.0
+    assert res.images_seen == 2 * len(load_dataset("digits").y_train)
+
+
+class _Exploding(nn.Module):
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_channels * 64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1)) * float("inf")
+
+
+def test_nan_loss_raises_diverged() -> None:
+    r = Recipe.from_dict(SHORT)
+    with pytest.raises(TrainingDiverged, match="diverged at epoch 1"):
+        fit(r, model=_Exploding)
+
+
+def test_user_factory_and_module() -> None:
+    r = Recipe.from_dict(SHORT)
+    calls = []
+
+    def factory(in_channels: int, num_classes: int) -> nn.Module:
+        calls.append((in_channels, num_classes))
+        return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 64, num_classes))
+
+    res = fit(r, model=factory)
+    assert calls == [(1, 10)]
+    assert res.val_acc > 0.5
+    res2 = fit(r, model=res.model)  # an nn.Module trains on
+    assert res2.val_acc >= 0.5
+
+
+def test_device_resolution() -> None:
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device(None).type in ("cpu", "cuda")
+    with pytest.raises(ConfigError, match="device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_evaluate_matches_manual_accuracy() -> None:
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    acc, loss = evaluate(net, data.x_val, data.y_val, data, torch.device("cpu"))
+    x = (data.x_val.float() / 255 - torch.tensor(data.mean).view(1, -1, 1, 1)) / torch.tensor(
+        data.std
+    ).view(1, -1, 1, 1)
+    with torch.no_grad():
+        logits = net(x)
+    assert acc == pytest.approx((logits.argmax(1) == data.y_val).float().mean().item())
+    assert loss == pytest.approx(nn.functional.cross_entropy(logits, data.y_val).item(), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_distillation_teacher_trained_once_and_cached(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TRICKSEARCH_CACHE", str(tmp_path))
+    from tricksearch.engine import teacher as teacher_mod
+
+    teacher_mod._MEMORY.clear()
+    r = Recipe.from_dict(
+        SHORT | {"loss": {"distillation": {"teacher": "cnn-small", "teacher_epochs": 1}}}
+    )
+    fit(r)
+    cached = list((tmp_path / "teachers").glob("*.pt"))
+    assert len(cached) == 1
+    mtime = cached[0].stat().st_mtime_ns
+    teacher_mod._MEMORY.clear()  # a new worker process: loads from disk, does not retrain
+    other = r.with_changes(budget=r.budget.to_dict() | {"lr": 0.01, "batch_size": 64})
+    fit(other)
+    assert [p.stat().st_mtime_ns for p in (tmp_path / "teachers").glob("*.pt")] == [mtime]
+
+
+def test_checkpoint_round_trip(tmp_path) -> None:
+    from tricksearch.api import train
+
+    metrics = train(Recipe.from_dict(SHORT), out=tmp_path / "run")
+    model = load_checkpoint(tmp_path / "run" / "model.pt")
+    data = load_dataset("digits")
+    acc, _ = evaluate(model, data.x_test, data.y_test, data, torch.device("cpu"))
+    assert acc == pytest.approx(metrics["test_acc"])
+    with pytest.raises(ConfigError, match="not a tricksearch checkpoint"):
+        torch.save({"x": 1}, tmp_path / "bad.pt")
+        load_checkpoint(tmp_path / "bad.pt")

@@ -1,0 +1,96 @@
+"""The command line: listings, train end to end, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tricksearch.cli import main
+from tricksearch.recipe import load_recipe
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_listings(capsys) -> None:
+    code, out, _ = run(capsys, "datasets")
+    assert code == 0 and "digits" in out and "fashion-mnist" in out
+    code, out, _ = run(capsys, "models")
+    assert code == 0 and "cnn-small" in out and "resnet-cifar" in out
+    code, out, _ = run(capsys, "tricks")
+    assert code == 0 and "[loss]" in out and "label_smoothing" in out and "search:" in out
+    code, out, _ = run(capsys, "tricks", "mixup")
+    assert code == 0 and "alpha" in out and "label_smoothing" not in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        (["train", "--epochs", "-3"], ["--epochs", "-3", "positive integer"]),
+        (["train", "--epochs", "ten"], ["--epochs", "'ten'"]),
+        (["train", "--recipe", "nope.yaml"], ["recipe", "nope.yaml", "no file"]),
+        (["train", "--dataset", "imagenet"], ["imagenet", "digits"]),
+        (["train", "--model", "cnn-huge"], ["cnn-huge", "cnn-small"]),
+        (["tricks", "mixpu"], ["unknown trick 'mixpu'", "mixup"]),
+    ],
+)
+def test_errors_are_one_clear_line(capsys, argv, fragments) -> None:
+    with pytest.raises(SystemExit) if argv[1:2] == ["--epochs"] else _nullctx() as exc:
+        code = main(argv)
+    err = capsys.readouterr().err
+    if exc is not None and hasattr(exc, "value"):
+        code = exc.value.code
+    assert code == 2
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+class _nullctx:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_bad_recipe_value_names_file_and_field(capsys, tmp_path) -> None:
+    bad = tmp_path / "r.yaml"
+    bad.write_text("budget:\n  epochs: 5\nloss:\n  label_smoothing: {epsilon: 7}\n")
+    code, _, err = run(capsys, "train", "--recipe", str(bad))
+    assert code == 2
+    assert "r.yaml" in err and "loss.label_smoothing.epsilon" in err and "7" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_train_digits_reaches_95_percent(capsys, tmp_path) -> None:
+    out = tmp_path / "run"
+    code, stdout, _ = run(
+        capsys, "train", "--dataset", "digits", "--model", "cnn-small", "--epochs", "20",
+        "--seed", "0", "--device", "cpu", "--out", str(out),
+    )
+    assert code == 0
+    assert sum(line.startswith("epoch ") for line in stdout.splitlines()) == 20
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_acc"] >= 0.95, metrics["test_acc"]
+    assert len(metrics["history"]) == 20
+    recipe = load_recipe(out / "recipe.yaml")
+    assert recipe.budget.epochs == 20 and recipe.data.dataset == "digits"
+    assert (out / "model.pt").is_file()
+
+
+@pytest.mark.slow
+def test_python_dash_m_entry_point(tmp_path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tricksearch", "train", "--epochs", "1", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "epoch 1/1" in proc.stdout and "test_acc" in proc.stdout

@@ -1,0 +1,41 @@
+"""Datasets and the device-resident loader.
+
+``load_dataset(name)`` reads a registered dataset (``list_datasets()``), an ImageFolder tree
+(``imagefolder:PATH``) or an ``.npz`` file (``npz:PATH``) and splits it into train / val / test;
+``dataset_from_tensors`` does the same for arrays in memory. ``make_loader`` serves batches from
+the device (airbench style); ``batch_flip`` / ``batch_crop`` augment whole batches there.
+"""
+
+from __future__ import annotations
+
+from tricksearch.data._registry import (
+    clear_dataset_cache,
+    dataset_from_tensors,
+    list_datasets,
+    load_dataset,
+)
+from tricksearch.data._splits import DatasetSplits
+from tricksearch.data.loader import (
+    DeviceLoader,
+    StreamingLoader,
+    batch_crop,
+    batch_flip,
+    epoch_permutation,
+    make_loader,
+    to_float,
+)
+
+__all__ = [
+    "DatasetSplits",
+    "DeviceLoader",
+    "StreamingLoader",
+    "batch_crop",
+    "batch_flip",
+    "clear_dataset_cache",
+    "dataset_from_tensors",
+    "epoch_permutation",
+    "list_datasets",
+    "load_dataset",
+    "make_loader",
+    "to_float",
+]

@@ -1,0 +1,242 @@
+"""The split dataset every stage trains on, and the deterministic stratified split that makes it.
+
+A :class:`DatasetSplits` holds three disjoint parts (train / val / test) as CPU ``uint8`` tensors
+in NCHW layout, the class names, and the per-channel mean and std of the training images (the
+numbers :func:`tricksearch.data.loader.to_float` normalizes with). The search only ever looks at
+``val``; ``test`` is read once, for the winner.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tricksearch.errors import ConfigError, ConfigTypeError, DataError
+
+__all__ = ["DatasetSplits", "check_fractions", "make_splits", "stratified_indices"]
+
+
+@dataclass
+class DatasetSplits:
+    """A dataset split into train / val / test, images as ``uint8`` NCHW tensors on the CPU.
+
+    The tensors are shared by every caller of :func:`tricksearch.data.load_dataset` (which caches
+    them in-process): treat them as read-only.
+    """
+
+    name: str
+    x_train: Tensor = field(repr=False)
+    y_train: Tensor = field(repr=False)
+    x_val: Tensor = field(repr=False)
+    y_val: Tensor = field(repr=False)
+    x_test: Tensor = field(repr=False)
+    y_test: Tensor = field(repr=False)
+    num_classes: int
+    classes: list[str] = field(repr=False)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    info: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for part in ("train", "val", "test"):
+            x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
+            if x.dtype != torch.uint8 or x.ndim != 4:
+                raise DataError(
+                    f"dataset {self.name!r}: x_{part} must be a uint8 [N, C, H, W] tensor, "
+                    f"got {x.dtype} of shape {tuple(x.shape)}"
+                )
+            if y.dtype != torch.int64 or y.ndim != 1 or len(y) != len(x):
+                raise DataError(
+                    f"dataset {self.name!r}: y_{part} must be an int64 [N] tensor with N = "
+                    f"{len(x)}, got {y.dtype} of shape {tuple(y.shape)}"
+                )
+            if x.shape[1:] != self.x_train.shape[1:]:
+                raise DataError(
+                    f"dataset {self.name!r}: x_{part} has images of shape {tuple(x.shape[1:])}, "
+                    f"x_train has {tuple(self.x_train.shape[1:])}"
+                )
+        if len(self.classes) != self.num_classes:
+            raise DataError(
+                f"dataset {self.name!r}: {len(self.classes)} class names for "
+                f"num_classes={self.num_classes}"
+            )
+
+    @property
+    def channels(self) -> int:
+        """Number of image channels (1 for grayscale, 3 for RGB)."""
+        return int(self.x_train.shape[1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """Image height and width in pixels."""
+        return int(self.x_train.shape[2]), int(self.x_train.shape[3])
+
+    def class_counts(self) -> Tensor:
+        """Training images per class, as a float tensor of length ``num_classes``."""
+        return torch.bincount(self.y_train, minlength=self.num_classes).float()
+
+    def summary(self) -> str:
+        """One line for logs and the CLI: name, sizes, shape, classes."""
+        c, (h, w) = self.channels, self.image_size
+        return (
+            f"{self.name}: train {len(self.y_train)}, val {len(self.y_val)}, "
+            f"test {len(self.y_test)}; {c}x{h}x{w} uint8; {self.num_classes} classes"
+        )
+
+
+def check_fractions(val_fraction: float, test_fraction: float, *, test_used: bool = True) -> None:
+    """Refuse split fractions outside ``0 <= val < 1``, ``0 < test < 1``, ``val + test < 1``.
+
+    ``test_used`` is False for sources with their own test set, where ``test_fraction`` is
+    ignored and so is not added to ``val_fraction``.
+    """
+    for fname, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigTypeError(
+                f"{fname} must be a number, got {value!r} ({type(value).__name__})"
+            )
+        if not math.isfinite(value):
+            raise ConfigError(f"{fname} must be finite, got {value!r}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must satisfy 0 <= val_fraction < 1, got {val_fraction!r}")
+    if not 0.0 < test_fraction < 1.0:
+        raise ConfigError(
+            f"test_fraction must satisfy 0 < test_fraction < 1, got {test_fraction!r}"
+        )
+    if test_used and val_fraction + test_fraction >= 1.0:
+        raise ConfigError(
+            f"val_fraction + test_fraction must be < 1 (something must be left to train on), "
+            f"got val_fraction={val_fraction!r} + test_fraction={test_fraction!r}"
+        )
+
+
+def _allocate(counts: list[int], taken: list[int], frac: float, gen: torch.Generator) -> list[int]:
+    """Samples per class for one part: ``round(N * frac)`` in total, spread in proportion.
+
+    Each class first gets ``floor(n_c * frac)``; the rest go one by one to the classes with the
+    largest remainders (ties broken by the seeded generator), as in scikit-learn's stratified
+    splits. A class never gives up its last sample not yet taken (train keeps one of each).
+    """
+    total = sum(counts)
+    avail = [max(n - t - 1, 0) for n, t in zip(counts, taken, strict=True)]
+    desired = [n * frac for n in counts]
+    take = [min(math.floor(d), a) for d, a in zip(desired, avail, strict=True)]
+    short = min(math.floor(total * frac + 0.5), sum(avail)) - sum(take)
+    tiebreak = torch.rand(len(counts), generator=gen).tolist()
+    order = sorted(range(len(counts)), key=lambda c: (take[c] - desired[c], tiebreak[c]))
+    while short > 0:
+        for c in order:
+            if short > 0 and take[c] < avail[c]:
+                take[c] += 1
+                short -= 1
+    return take
+
+
+def stratified_indices(y: Tensor, fractions: tuple[float, ...], *, seed: int) -> tuple[Tensor, ...]:
+    """Split the indices of ``y`` class by class into ``len(fractions) + 1`` disjoint parts.
+
+    Part ``k`` (for ``k < len(fractions)``) gets ``round(N * fractions[k])`` samples, spread over
+    the classes in proportion to their sizes (:func:`_allocate`); the last part (train) gets the
+    rest, and always at least one sample of every class present. The shuffle uses a
+    ``torch.Generator`` seeded with ``seed``, so the same labels and seed give the same split on
+    every machine. Each part is sorted ascending.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    per_class = []
+    for cls in torch.unique(y).tolist():
+        idx = torch.nonzero(y == cls, as_tuple=False).flatten()
+        per_class.append(idx[torch.randperm(len(idx), generator=gen)])
+    counts = [len(idx) for idx in per_class]
+    taken = [0] * len(counts)
+    parts: list[list[Tensor]] = [[] for _ in range(len(fractions) + 1)]
+    for k, frac in enumerate(fractions):
+        take = _allocate(counts, taken, frac, gen)
+        for c, idx in enumerate(per_class):
+            parts[k].append(idx[taken[c] : taken[c] + take[c]])
+            taken[c] += take[c]
+    for c, idx in enumerate(per_class):
+        parts[-1].append(idx[taken[c] :])
+    return tuple(
+        torch.sort(torch.cat(p))[0] if p else torch.zeros(0, dtype=torch.int64) for p in parts
+    )
+
+
+def _channel_stats(x: Tensor, chunk: int = 8192) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) std of ``x / 255``, in float64, chunked over N."""
+    c = x.shape[1]
+    total = torch.zeros(c, dtype=torch.float64)
+    total_sq = torch.zeros(c, dtype=torch.float64)
+    for start in range(0, len(x), chunk):
+        part = x[start : start + chunk].to(torch.float64) / 255.0
+        total += part.sum(dim=(0, 2, 3))
+        total_sq += (part * part).sum(dim=(0, 2, 3))
+    count = max(len(x) * x.shape[2] * x.shape[3], 1)
+    mean = total / count
+    var = (total_sq / count - mean * mean).clamp_min(0.0)
+    std = var.sqrt()
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))  # constant channel: do not divide by 0
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def make_splits(
+    name: str,
+    x: Tensor,
+    y: Tensor,
+    *,
+    classes: list[str],
+    x_test: Tensor | None = None,
+    y_test: Tensor | None = None,
+    val_fraction: float,
+    test_fraction: float,
+    split_seed: int,
+    info: dict[str, Any] | None = None,
+) -> DatasetSplits:
+    """Cut ``x``/``y`` into train / val (/ test unless the source brings its own test set).
+
+    ``x`` and ``x_test`` are ``uint8`` NCHW, ``y`` and ``y_test`` ``int64`` labels in
+    ``0..len(classes)-1``. The fractions are checked here (their sum only when test is cut).
+    """
+    official_test = x_test is not None and y_test is not None
+    check_fractions(val_fraction, test_fraction, test_used=not official_test)
+    if x_test is not None and y_test is not None:
+        val_idx, train_idx = stratified_indices(y, (val_fraction,), seed=split_seed)
+        xt, yt = x_test, y_test
+    else:
+        test_idx, val_idx, train_idx = stratified_indices(
+            y, (test_fraction, val_fraction), seed=split_seed
+        )
+        xt, yt = x[test_idx], y[test_idx]
+    if len(train_idx) == 0 or len(yt) == 0:
+        raise DataError(
+            f"dataset {name!r}: {len(y)} samples are too few to split into train "
+            f"({len(train_idx)}) and test ({len(yt)})"
+        )
+    x_train, y_train = x[train_idx], y[train_idx]
+    mean, std = _channel_stats(x_train)
+    meta = dict(info or {})
+    meta.setdefault("skipped_files", [])
+    meta.setdefault("n_skipped", len(meta["skipped_files"]))
+    meta.update(
+        split_seed=int(split_seed),
+        val_fraction=float(val_fraction),
+        test_fraction=None if official_test else float(test_fraction),
+        official_test=official_test,
+    )
+    return DatasetSplits(
+        name=name,
+        x_train=x_train.contiguous(),
+        y_train=y_train.contiguous(),
+        x_val=x[val_idx].contiguous(),
+        y_val=y[val_idx].contiguous(),
+        x_test=xt.contiguous(),
+        y_test=yt.contiguous(),
+        num_classes=len(classes),
+        classes=list(classes),
+        mean=mean,
+        std=std,
+        info=meta,
+    )

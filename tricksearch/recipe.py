@@ -1,0 +1,368 @@
+"""Recipe: the validated, versioned description of one training run.
+
+A recipe names the data, the model, the budget, and — one section per trick family of
+TRICKS.md — the tricks that are on, each with its parameters. A trick absent from its section is
+off. Everything is checked when the recipe is built (unknown keys, wrong types, out-of-range
+values, tricks that clash), with a message naming the field, the value and what is allowed.
+
+The file form (YAML or JSON) is canonical: loading a file and saving it again gives the same bytes.
+
+Example::
+
+    schema_version: 1
+    data: {dataset: digits, val_fraction: 0.15, test_fraction: 0.2, split_seed: 0}
+    model: {name: cnn-small}
+    budget: {epochs: 15, batch_size: 128, lr: 0.05, seed: 0}
+    schedule:
+      warmup: {epochs: 2.0, kind: linear, start_factor: 0.1}
+      cosine: {min_lr_factor: 0.0}
+    loss:
+      label_smoothing: {epsilon: 0.1}
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tricksearch.errors import ConfigError, ConfigTypeError
+from tricksearch.tricks._base import FAMILIES, Param, registered_tricks
+from tricksearch.tricks._section import resolve_section
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "BudgetSection",
+    "DataSection",
+    "ModelSection",
+    "Recipe",
+    "load_recipe",
+]
+
+#: Version of the recipe file format. Bump it, and add a migration to ``_MIGRATIONS``, whenever a
+#: change would make an old file load differently.
+SCHEMA_VERSION = 1
+
+# version -> function that upgrades a raw mapping of that version to version + 1.
+_MIGRATIONS: dict[int, Any] = {}
+
+
+def _check_mapping(raw: Any, where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigTypeError(f"{where}: got {raw!r}, expected a mapping.")
+    return raw
+
+
+def _check_keys(raw: dict[str, Any], allowed: list[str], where: str) -> None:
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"{where}.{key}: unknown key; allowed: {', '.join(allowed)}")
+
+
+def _validate_fields(raw: Any, params: tuple[Param, ...], where: str) -> dict[str, Any]:
+    raw = _check_mapping(raw, where)
+    _check_keys(raw, [p.name for p in params], where)
+    return {p.name: p.validate(raw.get(p.name, p.default), f"{where}.{p.name}") for p in params}
+
+
+_DATA_PARAMS = (
+    Param("dataset", "str", "digits", "dataset name, `imagefolder:PATH` or `npz:PATH`"),
+    Param("data_root", "str", None, "folder holding the dataset files", nullable=True),
+    Param("val_fraction", "float", 0.15, "fraction of train held out for validation", 0.0, 0.9),
+    Param(
+        "test_fraction", "float", 0.2, "test fraction when the dataset has no test set", 0.01, 0.9
+    ),
+    Param("split_seed", "int", 0, "seed of the train/val/test split", 0),
+)
+_MODEL_NAME = Param("name", "str", "cnn-small", "model registry name or `torchvision:NAME`")
+_BUDGET_PARAMS = (
+    Param("epochs", "int", 15, "training epochs", 1, 100_000),
+    Param("batch_size", "int", 128, "mini-batch size", 1, 1 << 20),
+    Param("lr", "float", 0.05, "base learning rate (before scaling rules)", 1e-8, 100.0),
+    Param("seed", "int", 0, "seed of initialisation, batching and augmentation", 0),
+)
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """Which dataset and how it is split (val is carved from train; test is never searched on)."""
+
+    dataset: str = "digits"
+    data_root: str | None = None
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+    split_seed: int = 0
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> DataSection:
+        values = _validate_fields(raw, _DATA_PARAMS, "data")
+        if values["val_fraction"] + values["test_fraction"] >= 1.0:
+            raise ConfigError(
+                f"data.val_fraction + data.test_fraction: got {values['val_fraction']} + "
+                f"{values['test_fraction']}, expected a sum below 1."
+            )
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {p.name: getattr(self, p.name) for p in _DATA_PARAMS}
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """Which model: a registry name (``cnn-small``, ``resnet-cifar``, ``torchvision:resnet18``…)."""
+
+    name: str = "cnn-small"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> ModelSection:
+        raw = _check_mapping(raw, "model")
+        _check_keys(raw, ["name", "options"], "model")
+        name = _MODEL_NAME.validate(raw.get("name", "cnn-small"), "model.name")
+        options = raw.get("options") or {}
+        options = _check_mapping(options, "model.options")
+        for key in options:
+            if not isinstance(key, str):
+                raise ConfigTypeError(f"model.options: got key {key!r}, expected strings.")
+        return cls(name=name, options=dict(options))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.options:
+            out["options"] = dict(self.options)
+        return out
+
+
+@dataclass(frozen=True)
+class BudgetSection:
+    """The budget: epochs, batch size, base learning rate, seed."""
+
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 0.05
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> BudgetSection:
+        return cls(**_validate_fields(raw, _BUDGET_PARAMS, "budget"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {p.name: getattr(self, p.name) for p in _BUDGET_PARAMS}
+
+
+_TOP_KEYS = ["schema_version", "data", "model", "budget", *FAMILIES, "provenance"]
+
+
+def _validate_family(family: str, raw: Any) -> dict[str, dict[str, Any]]:
+    """Validate one trick section: known trick names, their parameters, one member per group.
+
+    Unlike the builders, the recipe does not write out a group's default member (``sgd``,
+    ``constant``): absent means "the default", which keeps baseline recipes short.
+    """
+    if raw is None:
+        return {}
+    out = resolve_section(raw, family, fill_defaults=False)
+    return {name: out[name] for name in sorted(out)}
+
+
+def _check_contracts(recipe: Recipe) -> None:
+    """Interactions between tricks that no single section can check."""
+    tricks = registered_tricks()
+    on = recipe.tricks_on()
+    for name in on:
+        spec = tricks[name]
+        if spec.needs_teacher and not recipe.section(spec.family)[name].get("teacher"):
+            raise ConfigError(
+                f"{spec.family}.{name}.teacher: got null; trick {name!r} needs a teacher: "
+                "a checkpoint path (*.pt) or a model name trained once and cached."
+            )
+    try:
+        from tricksearch.models import model_traits
+    except ImportError:  # pragma: no cover - models package always present when installed
+        return
+    traits = model_traits(recipe.model.name)
+    for name in on:
+        spec = tricks[name]
+        if spec.needs_adaptive_pool and not traits.get("adaptive_pool", False):
+            raise ConfigError(
+                f"{spec.family}.{name}: needs a model with adaptive pooling (it changes the input "
+                f"size), but model {recipe.model.name!r} has a fixed input size; use cnn-small, "
+                "resnet-cifar or a torchvision model, or switch the trick off."
+            )
+        if spec.needs_residual and not traits.get("residual", False):
+            raise ConfigError(
+                f"{spec.family}.{name}: acts on residual blocks, but model {recipe.model.name!r} "
+                "has none; use resnet-cifar or a torchvision ResNet, or switch the trick off."
+            )
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One training run, fully described. Build it with :meth:`from_dict` or :func:`load_recipe`.
+
+    Trick sections map trick name -> parameters (defaults filled in); a trick absent is off.
+    ``provenance`` is free-form evidence (versions, scores, seeds) written by the search.
+    """
+
+    data: DataSection = field(default_factory=DataSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    budget: BudgetSection = field(default_factory=BudgetSection)
+    schedule: dict[str, dict[str, Any]] = field(default_factory=dict)
+    loss: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mixing: dict[str, dict[str, Any]] = field(default_factory=dict)
+    augment: dict[str, dict[str, Any]] = field(default_factory=dict)
+    optimizer: dict[str, dict[str, Any]] = field(default_factory=dict)
+    model_tweaks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    procedure: dict[str, dict[str, Any]] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, raw: Any, *, check_contracts: bool = True) -> Recipe:
+        """Validate a raw mapping (as read from YAML/JSON) into a Recipe."""
+        raw = copy.deepcopy(_check_mapping(raw, "recipe"))
+        version = raw.get("schema_version", SCHEMA_VERSION)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ConfigError(
+                f"schema_version: got {version!r}, expected an integer from 1 to {SCHEMA_VERSION}."
+            )
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"schema_version: got {version}, this tricksearch reads versions up to "
+                f"{SCHEMA_VERSION}; upgrade tricksearch to load this recipe."
+            )
+        while version < SCHEMA_VERSION:
+            raw = _MIGRATIONS[version](raw)
+            version += 1
+        _check_keys(raw, _TOP_KEYS, "recipe")
+        provenance = raw.get("provenance") or {}
+        _check_mapping(provenance, "provenance")
+        recipe = cls(
+            data=DataSection.from_dict(raw.get("data") or {}),
+            model=ModelSection.from_dict(raw.get("model") or {}),
+            budget=BudgetSection.from_dict(raw.get("budget") or {}),
+            provenance=provenance,
+            **{fam: _validate_family(fam, raw.get(fam)) for fam in FAMILIES},
+        )
+        if check_contracts:
+            _check_contracts(recipe)
+        return recipe
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical mapping: fixed key order, defaults written out, empty sections omitted."""
+        out: dict[str, Any] = {
+            "schema_version": self.schema_version,
+            "data": self.data.to_dict(),
+            "model": self.model.to_dict(),
+            "budget": self.budget.to_dict(),
+        }
+        for fam in FAMILIES:
+            section = self.section(fam)
+            if section:
+                out[fam] = {name: dict(section[name]) for name in sorted(section)}
+        if self.provenance:
+            out["provenance"] = copy.deepcopy(self.provenance)
+        return out
+
+    # -- files ----------------------------------------------------------------------------
+    def dumps(self, fmt: str = "yaml") -> str:
+        """The recipe as YAML (default) or JSON text."""
+        data = self.to_dict()
+        if fmt == "json":
+            return json.dumps(data, indent=2) + "\n"
+        if fmt != "yaml":
+            raise ConfigError(f"format: got {fmt!r}, expected 'yaml' or 'json'.")
+        import yaml
+
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the recipe; ``.json`` gives JSON, anything else YAML."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.dumps("json" if path.suffix == ".json" else "yaml"))
+        return path
+
+    @classmethod
+    def loads(cls, text: str, fmt: str = "yaml", *, source: str = "<string>") -> Recipe:
+        try:
+            if fmt == "json":
+                raw = json.loads(text)
+            else:
+                import yaml
+
+                raw = yaml.safe_load(text)
+        except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError
+            raise ConfigError(f"{source}: not valid {fmt.upper()}: {exc}") from None
+        if raw is None:
+            raise ConfigError(f"{source}: the file is empty; expected a recipe mapping.")
+        try:
+            return cls.from_dict(raw)
+        except ConfigError as exc:
+            raise type(exc)(f"{source}: {exc}") from None
+
+    # -- queries and edits ----------------------------------------------------------------
+    def section(self, family: str) -> dict[str, dict[str, Any]]:
+        if family not in FAMILIES:
+            raise ConfigError(f"section: got {family!r}, expected one of {', '.join(FAMILIES)}.")
+        return getattr(self, family)
+
+    def tricks_on(self) -> dict[str, dict[str, Any]]:
+        """Every trick that is on, by name, in family order."""
+        out: dict[str, dict[str, Any]] = {}
+        for fam in FAMILIES:
+            out.update(self.section(fam))
+        return out
+
+    def with_changes(self, **changes: Any) -> Recipe:
+        """A new, re-validated recipe with top-level sections replaced (mappings or sections)."""
+        raw = self.to_dict()
+        for key, value in changes.items():
+            if key not in _TOP_KEYS:
+                raise ConfigError(f"{key}: unknown recipe section; allowed: {', '.join(_TOP_KEYS)}")
+            raw[key] = value.to_dict() if hasattr(value, "to_dict") else value
+        return Recipe.from_dict(raw)
+
+    def with_trick(self, name: str, params: dict[str, Any] | None = None) -> Recipe:
+        """A copy with trick ``name`` on (replacing other members of its group)."""
+        spec = registered_tricks().get(name)
+        if spec is None:
+            raise ConfigError(
+                f"unknown trick {name!r}; known tricks: {', '.join(registered_tricks())}"
+            )
+        section = {
+            n: p
+            for n, p in self.section(spec.family).items()
+            if spec.group is None or registered_tricks()[n].group != spec.group
+        }
+        section[name] = dict(params or {})
+        return self.with_changes(**{spec.family: section})
+
+    def without_trick(self, name: str) -> Recipe:
+        """A copy with trick ``name`` off."""
+        spec = registered_tricks().get(name)
+        if spec is None:
+            raise ConfigError(
+                f"unknown trick {name!r}; known tricks: {', '.join(registered_tricks())}"
+            )
+        section = {n: p for n, p in self.section(spec.family).items() if n != name}
+        return self.with_changes(**{spec.family: section})
+
+    def baseline(self) -> Recipe:
+        """The same data, model and budget with every trick off (the reference for gains)."""
+        return Recipe(data=self.data, model=self.model, budget=self.budget)
+
+    def without_provenance(self) -> Recipe:
+        return self.with_changes(provenance={})
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Load a recipe file (``.yaml``/``.yml`` or ``.json``); errors name the file and the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe: no file at {str(path)!r}.")
+    fmt = "json" if path.suffix == ".json" else "yaml"
+    return Recipe.loads(path.read_text(), fmt, source=str(path))

@@ -1,0 +1,173 @@
+"""Per-trick importance from the Optuna study of a search.
+
+Optuna rates each *parameter* (flat key) of the study; a trick owns several: its switch
+``"{family}.{trick}"`` and its parameters ``"{family}.{trick}.{param}"``. The importance of a trick
+is the sum over the keys it owns, normalised so that all entries sum to 1. Two kinds of key belong
+to no single trick and keep entries of their own: the choice of an exclusive group
+(``"schedule.decay"``: *which* LR decay; entry ``"decay"``) and the budget dimensions
+(``"budget.lr"``, ``"budget.batch_size"``).
+
+The evaluator is Optuna's default (:class:`optuna.importance.PedAnovaImportanceEvaluator` in
+Optuna 5, which handles conditional parameters and needs neither scipy nor scikit-learn); its
+class name is recorded so the report can say what produced the numbers. Only COMPLETE trials
+count (a trial ASHA stopped early is PRUNED and has no final value).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from tricksearch.tricks._base import registered_tricks
+
+__all__ = [
+    "ImportanceResult",
+    "group_by_trick",
+    "trick_importance",
+    "trick_of_key",
+    "tricks_of_params",
+]
+
+
+def _groups() -> dict[tuple[str, str], list[str]]:
+    """(family, group) -> member tricks."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for name, spec in registered_tricks().items():
+        if spec.group is not None:
+            out.setdefault((spec.family, spec.group), []).append(name)
+    return out
+
+
+def trick_of_key(key: str) -> str:
+    """The entry a flat search key counts towards.
+
+    ``"loss.label_smoothing"`` and ``"loss.label_smoothing.epsilon"`` -> ``"label_smoothing"``;
+    ``"schedule.decay"`` (an exclusive-group choice) -> ``"decay"``; ``"budget.lr"`` ->
+    ``"budget.lr"``; anything else -> its second dot-component (or the key itself).
+    """
+    parts = key.split(".")
+    if parts[0] == "budget" or len(parts) < 2:
+        return key
+    # A switch, a trick's parameter, and a group choice all name their entry second.
+    return parts[1]
+
+
+def tricks_of_params(params: dict[str, Any]) -> list[str]:
+    """The tricks a trial's flat configuration switched on, in registry order.
+
+    A switch key counts when True; a group key names its chosen member (``"none"`` is no trick).
+    Members forced on by the space have no switch and are not visible here.
+    """
+    tricks = registered_tricks()
+    groups = _groups()
+    on: set[str] = set()
+    for key, value in params.items():
+        parts = key.split(".")
+        if len(parts) != 2 or parts[0] == "budget":
+            continue
+        family, name = parts
+        if name in tricks and tricks[name].family == family:
+            if value is True:
+                on.add(name)
+        elif (family, name) in groups and isinstance(value, str) and value in tricks:
+            on.add(value)
+    return [n for n in tricks if n in on]
+
+
+def group_by_trick(param_importances: dict[str, float]) -> dict[str, float]:
+    """Sum parameter importances per trick (see :func:`trick_of_key`), normalised to sum to 1.
+
+    Sorted by importance, largest first. All-zero input gives equal shares (as Optuna does).
+    """
+    sums: dict[str, float] = {}
+    for key, value in param_importances.items():
+        if value is None or not math.isfinite(value):
+            continue
+        entry = trick_of_key(key)
+        sums[entry] = sums.get(entry, 0.0) + max(float(value), 0.0)
+    if not sums:
+        return {}
+    total = sum(sums.values())
+    if total <= 0:
+        return {k: 1.0 / len(sums) for k in sums}
+    return dict(sorted(((k, v / total) for k, v in sums.items()), key=lambda kv: -kv[1]))
+
+
+@dataclass
+class ImportanceResult:
+    """Importance per trick (sums to 1), per parameter, and what produced it.
+
+    ``reason`` is set, and the mappings empty, when importance could not be computed.
+    """
+
+    by_trick: dict[str, float] = field(default_factory=dict)
+    by_param: dict[str, float] = field(default_factory=dict)
+    evaluator: str = ""
+    n_complete: int = 0
+    reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None and bool(self.by_trick)
+
+
+def _default_evaluator() -> Any:
+    """Optuna's default evaluator, built explicitly so its class can be named."""
+    import optuna
+
+    major = int(optuna.__version__.split(".")[0])
+    importance = optuna.importance
+    if major >= 5 and hasattr(importance, "PedAnovaImportanceEvaluator"):
+        return importance.PedAnovaImportanceEvaluator()
+    return importance.FanovaImportanceEvaluator()
+
+
+def trick_importance(study: Any) -> ImportanceResult:
+    """Per-trick importance of ``study`` (an ``optuna.Study``); see the module docstring.
+
+    Needs at least two COMPLETE trials with different values; otherwise returns a result whose
+    ``reason`` says why, instead of raising.
+    """
+    from optuna.trial import TrialState
+
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and math.isfinite(t.value)
+    ]
+    evaluator = _default_evaluator()
+    name = type(evaluator).__name__
+    result = ImportanceResult(evaluator=name, n_complete=len(complete))
+    if len(complete) < 2:
+        result.reason = (
+            f"importance needs at least 2 COMPLETE trials (trials that ran the full budget); "
+            f"this study has {len(complete)}. Run more trials (or a larger --grace-period)."
+        )
+        return result
+    if len({t.value for t in complete}) < 2:
+        result.reason = (
+            f"all {len(complete)} COMPLETE trials have the same value ({complete[0].value:.4f}); "
+            "importance needs variation."
+        )
+        return result
+    if not any(t.params for t in complete):
+        result.reason = "the COMPLETE trials sampled no parameters; nothing to rate."
+        return result
+    import optuna
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            params = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        except (ValueError, RuntimeError, ImportError) as exc:
+            result.reason = f"{name} could not rate this study: {exc}"
+            return result
+    result.warnings = sorted({str(w.message).splitlines()[0] for w in caught})
+    result.by_param = dict(params)
+    result.by_trick = group_by_trick(params)
+    if not result.by_trick:
+        result.reason = f"{name} returned no importances."
+    return result

@@ -1,0 +1,141 @@
+"""SearchConfig: everything a search needs, validated before Ray starts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from tricksearch.errors import ConfigError, ConfigTypeError
+
+__all__ = ["METRICS", "SAMPLERS", "SearchConfig"]
+
+#: Samplers offered by ``--sampler``, with the extra package each needs (None: none).
+SAMPLERS: dict[str, str | None] = {
+    "tpe": None,
+    "random": None,
+    "cmaes": "cmaes",
+    "gp": "scipy",
+    "qmc": "scipy",
+    "nsga2": None,
+}
+#: Metrics a search may optimise, with their direction.
+METRICS: dict[str, str] = {"val_acc": "max", "val_loss": "min"}
+
+
+@dataclass
+class SearchConfig:
+    """The settings of one search; saved as ``search.json`` in the run folder for ``--resume``."""
+
+    dataset: str = "digits"
+    data_root: str | None = None
+    model: str = "cnn-small"
+    space: str = "default"
+    trials: int = 32
+    epochs: int = 12
+    batch_size: int = 128
+    lr: float = 0.05
+    out: str = "runs/search"
+    sampler: str = "tpe"
+    seed: int = 0
+    metric: str = "val_acc"
+    grace_period: int = 1
+    reduction_factor: int = 3
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+    time_budget: float | None = None
+    top_k: int = 3
+    seeds: int = 3
+    address: str | None = None
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def mode(self) -> str:
+        return METRICS[self.metric]
+
+    def validate(self) -> None:
+        def integer(name: str, low: int, value: Any = None) -> None:
+            value = getattr(self, name) if value is None else value
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigTypeError(f"{name}: got {value!r}, expected an integer >= {low}.")
+            if value < low:
+                raise ConfigError(f"{name}: got {value}, expected an integer >= {low}.")
+
+        def number(name: str, low: float, *, strict: bool) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigTypeError(f"{name}: got {value!r}, expected a number.")
+            if value < low or (strict and value == low):
+                rel = ">" if strict else ">="
+                raise ConfigError(f"{name}: got {value}, expected a number {rel} {low}.")
+
+        for name in ("trials", "epochs", "batch_size", "top_k", "seeds", "grace_period"):
+            integer(name, 1)
+        integer("reduction_factor", 2)
+        integer("seed", 0)
+        integer("split_seed", 0)
+        if self.max_concurrent is not None:
+            integer("max_concurrent", 1)
+        number("lr", 0.0, strict=True)
+        number("cpus_per_trial", 0.0, strict=True)
+        number("gpus_per_trial", 0.0, strict=False)
+        if self.time_budget is not None:
+            number("time_budget", 0.0, strict=True)
+        if self.grace_period > self.epochs:
+            raise ConfigError(
+                f"grace_period: got {self.grace_period}, expected at most epochs ({self.epochs}): "
+                "ASHA's first rung must come before the end of training."
+            )
+        if self.gpus_per_trial > 1:
+            raise ConfigError(
+                f"gpus_per_trial: got {self.gpus_per_trial}; a trial spanning several GPUs "
+                "(data-parallel) is not supported yet: use a value in (0, 1] and several trials."
+            )
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(
+                f"sampler: got {self.sampler!r}, expected one of {', '.join(SAMPLERS)}."
+            )
+        if self.metric not in METRICS:
+            raise ConfigError(f"metric: got {self.metric!r}, expected one of {', '.join(METRICS)}.")
+        for name in ("dataset", "model", "space", "out"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigTypeError(f"{name}: got {getattr(self, name)!r}, expected a string.")
+
+    # -- persistence ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> SearchConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(
+                f"search settings: unknown key(s) {', '.join(unknown)}; allowed: "
+                + ", ".join(sorted(known))
+            )
+        return cls(**raw)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, run_dir: Path) -> SearchConfig:
+        path = run_dir / "search.json"
+        if not path.is_file():
+            raise ConfigError(
+                f"resume: {str(run_dir)!r} holds no search (no search.json); give the --out "
+                "folder of an earlier `tricksearch search`."
+            )
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"resume: {str(path)!r} is not valid JSON ({exc}).") from None
+        return cls.from_dict(raw)

@@ -1,0 +1,115 @@
+"""A concise live progress display that replaces Ray's console tables.
+
+One line: trials done / running / pruned / failed, best so far, elapsed and estimated time left.
+On a terminal the line is rewritten in place; elsewhere (logs, CI) a line is printed whenever a
+trial finishes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import IO, Any
+
+from ray.tune import Callback
+
+__all__ = ["ProgressCallback", "fmt_duration"]
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class ProgressCallback(Callback):
+    """Counts trial outcomes and prints one status line."""
+
+    def __init__(
+        self,
+        *,
+        total: int,
+        already_done: int,
+        max_t: int,
+        metric: str,
+        mode: str,
+        stream: IO[str],
+        best: tuple[float, str] | None = None,
+    ) -> None:
+        self.total = total
+        self.done = already_done
+        self.start_done = already_done
+        self.max_t = max_t
+        self.metric = metric
+        self.mode = mode
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.running: set[str] = set()
+        self.pruned = 0
+        self.failed = 0
+        self.best = best
+        self.t0 = time.monotonic()
+        self._last_draw = 0.0
+
+    # -- Ray hooks ----------------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.running.add(trial.trial_id)
+        self._draw(force=False)
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        self._draw(force=False)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.running.discard(trial.trial_id)
+        self.done += 1
+        result = trial.last_result or {}
+        value = result.get(self.metric)
+        if result.get("training_iteration", 0) < self.max_t:
+            self.pruned += 1
+        elif value is not None:
+            better = self.best is None or (
+                value > self.best[0] if self.mode == "max" else value < self.best[0]
+            )
+            if better:
+                self.best = (float(value), trial.trial_id)
+        self._draw(force=True)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.running.discard(trial.trial_id)
+        self.done += 1
+        self.failed += 1
+        self._draw(force=True)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    # -- display ------------------------------------------------------------------------------
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.t0
+        finished_here = self.done - self.start_done
+        if finished_here > 0 and self.done < self.total:
+            left = elapsed / finished_here * (self.total - self.done)
+            eta = f", ~{fmt_duration(left)} left"
+        else:
+            eta = ""
+        best = "-" if self.best is None else f"{self.best[0]:.4f}"
+        return (
+            f"[{self.done:>{len(str(self.total))}}/{self.total}] running {len(self.running)}  "
+            f"pruned {self.pruned}  failed {self.failed}  best {self.metric} {best}  "
+            f"{fmt_duration(elapsed)} elapsed{eta}"
+        )
+
+    def _draw(self, *, force: bool) -> None:
+        now = time.monotonic()
+        if self.tty:
+            if force or now - self._last_draw > 1.0:
+                self.stream.write("\r\033[K" + self.line())
+                self.stream.flush()
+                self._last_draw = now
+        elif force:
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()

@@ -1,0 +1,668 @@
+"""The search, start to finish: validate, Ray Tune + Optuna + ASHA, retrain top-k, export.
+
+    settings -> validated (before Ray starts) -> Tuner(trial, TruthfulOptunaSearch, ASHA)
+             -> study closed -> top-k retrained with n seeds (+ the baseline) -> winner by mean val
+             -> winner and baseline on test -> best_recipe.yaml, trials.csv, results.json, report
+
+Everything lives under the run folder; ``resume`` continues from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as _dt
+import json
+import logging
+import os
+import signal
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from torch import nn
+
+from tricksearch.data import DatasetSplits
+from tricksearch.errors import ConfigError, TricksearchError
+from tricksearch.recipe import Recipe
+from tricksearch.search._config import SearchConfig
+
+__all__ = ["SearchFailed", "SearchResult", "run_search"]
+
+logger = logging.getLogger(__name__)
+
+
+class SearchFailed(TricksearchError):
+    """No usable trial: every trial failed (or the search was stopped before any finished)."""
+
+
+class SearchInterrupted(TricksearchError):
+    """The search was interrupted (Ctrl-C / SIGTERM); it can be resumed."""
+
+
+@dataclass
+class SearchResult:
+    """What a finished search returns: the best recipe, where it was written, and the evidence."""
+
+    best: Recipe
+    run_dir: Path
+    recipe_path: Path
+    summary: dict[str, Any]
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+
+
+# --- output plumbing ---------------------------------------------------------------------------
+@contextlib.contextmanager
+def _ray_output_to(log_path: Path) -> Iterator[IO[str]]:
+    """Send everything written to fds 1 and 2 (Ray's tables, logs, C++ warnings) to ``log_path``;
+    yield a stream on the original stdout for our own progress lines."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    console = os.fdopen(os.dup(saved_out), "w", buffering=1)
+    try:
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        yield console
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved_out, 1)
+        os.dup2(saved_err, 2)
+        for fd in (saved_out, saved_err, log_fd):
+            os.close(fd)
+        console.close()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C so a killed search still closes cleanly and can be resumed."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _say(stream: IO[str] | None, text: str) -> None:
+    if stream is not None:
+        stream.write(text + "\n")
+        stream.flush()
+
+
+# --- preparation (no Ray yet) ------------------------------------------------------------------
+def _base_recipe(config: SearchConfig) -> Recipe:
+    return Recipe.from_dict(
+        {
+            "data": {
+                "dataset": config.dataset,
+                "data_root": config.data_root,
+                "val_fraction": config.val_fraction,
+                "test_fraction": config.test_fraction,
+                "split_seed": config.split_seed,
+            },
+            "model": {"name": config.model},
+            "budget": {
+                "epochs": config.epochs,
+                "batch_size": config.batch_size,
+                "lr": config.lr,
+                "seed": config.seed,
+            },
+        }
+    )
+
+
+def _traits(base: Recipe, data: DatasetSplits, factory: Callable[..., nn.Module] | None) -> dict:
+    from tricksearch.models import model_traits
+
+    if factory is None:
+        return model_traits(base.model.name)
+    from tricksearch.engine import make_model
+
+    net = make_model(base, data, factory)
+    return {
+        "residual": any(hasattr(m, "last_bn") for m in net.modules()),
+        "adaptive_pool": any(
+            isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) for m in net.modules()
+        ),
+    }
+
+
+def _finished_trials(study: Any) -> list[Any]:
+    from optuna.trial import TrialState
+
+    return study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    )
+
+
+def _check_resources(config: SearchConfig) -> int:
+    """Compare the per-trial request with what Ray has; return the number of parallel slots."""
+    import ray
+
+    res = ray.cluster_resources()
+    cpus, gpus = float(res.get("CPU", 0)), float(res.get("GPU", 0))
+    if config.gpus_per_trial > 0 and gpus < config.gpus_per_trial:
+        raise ConfigError(
+            f"gpus_per_trial: got {config.gpus_per_trial}, but "
+            f"{'the cluster' if config.address else 'this machine'} has {gpus:g} GPU(s); "
+            "use --gpus-per-trial 0 (Ray would wait forever for a GPU that is not there)."
+        )
+    if cpus < config.cpus_per_trial:
+        raise ConfigError(
+            f"cpus_per_trial: got {config.cpus_per_trial}, but only {cpus:g} CPU(s) are available."
+        )
+    slots = int(cpus // config.cpus_per_trial)
+    if config.gpus_per_trial > 0:
+        slots = min(slots, int(gpus // config.gpus_per_trial))
+    slots = max(1, slots)
+    if config.max_concurrent is not None:
+        slots = min(slots, config.max_concurrent)
+    return slots
+
+
+# --- the run -----------------------------------------------------------------------------------
+def run_search(
+    config: SearchConfig,
+    *,
+    resume: bool = False,
+    data: DatasetSplits | None = None,
+    model_factory: Callable[..., nn.Module] | None = None,
+    quiet: bool = False,
+) -> SearchResult:
+    """Run (or resume) a search; see the module docstring. Progress goes to stdout unless quiet.
+
+    Ray's own output goes to ``ray.log`` in the run folder.
+    """
+    import optuna
+
+    from tricksearch.search._searcher import make_sampler, open_storage
+    from tricksearch.spaces import load_space
+
+    run_dir = Path(config.out).resolve()
+    if not resume and (run_dir / "search.json").exists():
+        raise ConfigError(
+            f"out: {str(run_dir)!r} already holds a search; continue it with "
+            f"`tricksearch search --resume {config.out}` or choose another --out."
+        )
+    # Everything that can be wrong with the input is found here, before Ray starts.
+    base = _base_recipe(config)
+    if data is None:
+        from tricksearch.engine import load_data
+
+        data = load_data(base)
+        own_data = None
+    else:
+        own_data = data
+    space = load_space(config.space).for_model(_traits(base, data, model_factory))
+    sampler = make_sampler(config.sampler, config.seed, config.trials)
+    stream: IO[str] | None = None if quiet else sys.stdout
+    for note in space.notes:
+        _say(stream, f"note: {note}")
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        config.save(run_dir / "search.json")
+    storage = open_storage(run_dir)
+    study = optuna.create_study(
+        storage=storage,
+        study_name="tricksearch",
+        direction="maximize" if config.mode == "max" else "minimize",
+        load_if_exists=True,
+        sampler=sampler,
+    )
+    done = len(_finished_trials(study))
+    remaining = config.trials - done
+    if resume:
+        _say(stream, f"resuming {run_dir}: {done} of {config.trials} trials finished")
+
+    points = []
+    if not resume and done == 0 and len(study.trials) == 0:
+        from tricksearch.spaces import preset_recipe
+
+        for name in ("baseline", "bag-of-tricks"):
+            point = space.point(preset_recipe(name, base))
+            if point not in points:
+                points.append(point)
+        points = points[: config.trials]
+
+    cache_dir = str(run_dir / "cache")
+    device = "cuda" if config.gpus_per_trial > 0 else "cpu"
+    from tricksearch.search._trainable import TrialContext
+
+    ctx = TrialContext(
+        base=base.to_dict(),
+        space=space,
+        cpus_per_trial=config.cpus_per_trial,
+        device=device,
+        data=own_data,
+        model_factory=model_factory,
+        cache_dir=cache_dir,
+    )
+    t_start = time.monotonic()
+    interrupted = False
+    with _sigterm_as_interrupt():
+        try:
+            with _ray_session(config, run_dir) as (slots, console):
+                out = open(os.devnull, "w") if quiet else console
+                if remaining > 0:
+                    _say(
+                        out,
+                        f"searching {config.trials} trials ({remaining} to run) of space "
+                        f"{config.space!r} on {config.dataset} with {config.model}, "
+                        f"{config.epochs} epochs each, {slots} at a time; Ray's log: "
+                        f"{run_dir / 'ray.log'}",
+                    )
+                    _tune(
+                        config,
+                        run_dir,
+                        space,
+                        sampler,
+                        storage,
+                        points,
+                        ctx,
+                        slots,
+                        remaining,
+                        done,
+                        resume,
+                        out,
+                    )
+                study = optuna.load_study(study_name="tricksearch", storage=storage)
+                from tricksearch.search._searcher import close_running_trials
+
+                close_running_trials(study)
+                _write_trials_csv(study, run_dir / "trials.csv")
+                return _finish(
+                    config, run_dir, base, space, study, ctx, slots, out, time.monotonic() - t_start
+                )
+        except KeyboardInterrupt:
+            interrupted = True
+    if interrupted:
+        with contextlib.suppress(Exception):
+            _write_trials_csv(
+                optuna.load_study(study_name="tricksearch", storage=storage), run_dir / "trials.csv"
+            )
+        raise SearchInterrupted(
+            f"search interrupted; finished trials are kept in {run_dir / 'study.db'}. "
+            f"Continue with: tricksearch search --resume {config.out}"
+        )
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@contextlib.contextmanager
+def _ray_session(config: SearchConfig, run_dir: Path) -> Iterator[tuple[int, IO[str]]]:
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C reaches us; resume handles it
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    with _ray_output_to(run_dir / "ray.log") as console:
+        started = False
+        if not ray.is_initialized():
+            ray.init(
+                address=config.address,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                # Ship this package to cluster workers that do not have it installed.
+                runtime_env=None,
+            )
+            started = True
+        try:
+            yield _check_resources(config), console
+        finally:
+            if started:
+                ray.shutdown()
+
+
+def _tune(
+    config: SearchConfig,
+    run_dir: Path,
+    space: Any,
+    sampler: Any,
+    storage: Any,
+    points: list[dict[str, Any]],
+    ctx: Any,
+    slots: int,
+    remaining: int,
+    done: int,
+    resume: bool,
+    out: IO[str],
+) -> None:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from tricksearch.search._progress import ProgressCallback
+    from tricksearch.search._searcher import TruthfulOptunaSearch
+    from tricksearch.search._trainable import run_trial
+
+    searcher = TruthfulOptunaSearch(
+        space,
+        metric=config.metric,
+        mode=config.mode,
+        points_to_evaluate=points or None,
+        sampler=sampler,
+        study_name="tricksearch",
+        storage=storage,
+        max_t=config.epochs,
+        adopt_running=resume,
+    )
+    scheduler = ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=config.epochs,
+        grace_period=config.grace_period,
+        reduction_factor=config.reduction_factor,
+    )
+    progress = ProgressCallback(
+        total=config.trials,
+        already_done=done,
+        max_t=config.epochs,
+        metric=config.metric,
+        mode=config.mode,
+        stream=out,
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, ctx=ctx),
+        {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
+    )
+    session = len(list((run_dir / "ray").glob("tune-*"))) if (run_dir / "ray").exists() else 0
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            metric=config.metric,
+            mode=config.mode,
+            num_samples=remaining,
+            max_concurrent_trials=slots,
+            reuse_actors=True,
+            time_budget_s=config.time_budget,
+        ),
+        run_config=tune.RunConfig(
+            name=f"tune-{session}",
+            storage_path=str(run_dir / "ray"),
+            verbose=0,
+            callbacks=[progress],
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
+    )
+    tuner.fit()
+
+
+# --- after the search --------------------------------------------------------------------------
+def _trial_epochs(t: Any) -> int:
+    epochs = t.user_attrs.get("epochs")
+    if epochs is not None:
+        return int(epochs)
+    return max(t.intermediate_values, default=0)
+
+
+def _write_trials_csv(study: Any, path: Path) -> None:
+    trials = study.get_trials(deepcopy=False)
+    keys = sorted({k for t in trials for k in t.params})
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["number", "state", "value", "epochs", "seconds", *keys])
+        for t in trials:
+            seconds = t.duration.total_seconds() if t.duration else ""
+            w.writerow(
+                [
+                    t.number,
+                    t.state.name,
+                    "" if t.value is None else t.value,
+                    _trial_epochs(t),
+                    seconds,
+                    *[t.params.get(k, "") for k in keys],
+                ]
+            )
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _score(t: Any) -> float:
+    if t.value is not None:
+        return float(t.value)
+    return float(t.intermediate_values[max(t.intermediate_values)])
+
+
+def _pick_candidates(study: Any, config: SearchConfig) -> tuple[list[Any], str]:
+    from optuna.trial import TrialState
+
+    reverse = config.mode == "max"
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE and t.value is not None]
+    source = "complete"
+    if not complete:
+        complete = [
+            t for t in study.trials if t.state == TrialState.PRUNED and t.intermediate_values
+        ]
+        source = "pruned"
+    complete.sort(key=lambda t: _score(t), reverse=reverse)
+    chosen, seen = [], []
+    for t in complete:
+        if t.params in seen:
+            continue
+        seen.append(t.params)
+        chosen.append(t)
+        if len(chosen) == config.top_k:
+            break
+    return chosen, source
+
+
+def _retrain(
+    jobs: list[tuple[str, dict[str, Any], int]], ctx: Any, config: SearchConfig, out: IO[str]
+) -> list[dict[str, Any]]:
+    import ray
+
+    from tricksearch.search._trainable import retrain_one
+
+    remote = ray.remote(num_cpus=config.cpus_per_trial, num_gpus=config.gpus_per_trial)(retrain_one)
+    ctx_ref = ray.put(ctx)
+    refs = {remote.remote(recipe, seed, ctx_ref): (label, seed) for label, recipe, seed in jobs}
+    results: list[dict[str, Any]] = []
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        for ref in ready:
+            label, seed = refs[ref]
+            try:
+                res = ray.get(ref)
+            except Exception as exc:  # a candidate that raises is out, not the search
+                res = {"seed": seed, "error": str(exc).splitlines()[0]}
+            res["label"] = label
+            results.append(res)
+            _say(
+                out,
+                f"  retrained {len(results)}/{len(jobs)}: {label} seed {seed}: "
+                + (f"val_acc {res['val_acc']:.4f}" if "val_acc" in res else "failed"),
+            )
+    return results
+
+
+def _finish(
+    config: SearchConfig,
+    run_dir: Path,
+    base: Recipe,
+    space: Any,
+    study: Any,
+    ctx: Any,
+    slots: int,
+    out: IO[str],
+    search_seconds: float,
+) -> SearchResult:
+    from optuna.trial import TrialState
+
+    from tricksearch.api import versions
+
+    trials = study.trials
+    counts = {
+        s.name.lower(): sum(t.state == s for t in trials)
+        for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    }
+    candidates, source = _pick_candidates(study, config)
+    if not candidates:
+        raise SearchFailed(
+            f"every trial failed ({counts['fail']} failed of {len(trials)}); no recipe was "
+            f"written. The errors are in {run_dir / 'ray'} (error.txt of each trial) and "
+            f"{run_dir / 'ray.log'}."
+        )
+    seeds = [config.seed + i for i in range(config.seeds)]
+    recipes = {f"trial {t.number}": space.to_recipe(base, t.params) for t in candidates}
+    recipes["baseline"] = base.baseline()
+    _say(
+        out,
+        f"retraining the top {len(candidates)} trial(s) and the baseline at the full "
+        f"budget with seeds {seeds} ...",
+    )
+    jobs = [(label, r.to_dict(), s) for label, r in recipes.items() for s in seeds]
+    results = _retrain(jobs, ctx, config, out)
+
+    table: list[dict[str, Any]] = []
+    for label, recipe in recipes.items():
+        rows = [r for r in results if r["label"] == label]
+        ok = [r for r in rows if "error" not in r]
+        val = _mean_std([r[config.metric] for r in ok])
+        table.append(
+            {
+                "label": label,
+                "recipe": recipe,
+                "rows": rows,
+                "ok": len(ok) == len(rows),
+                "val_mean": val[0],
+                "val_std": val[1],
+            }
+        )
+    pool = [c for c in table if c["label"] != "baseline" and c["ok"]]
+    if not pool:
+        raise SearchFailed("every top candidate failed when retrained; no recipe was written.")
+    sign = 1 if config.mode == "max" else -1
+    winner = max(pool, key=lambda c: sign * c["val_mean"])
+    baseline = next(c for c in table if c["label"] == "baseline")
+
+    def evidence(c: dict[str, Any]) -> dict[str, Any]:
+        ok = [r for r in c["rows"] if "error" not in r]
+        va, vs = _mean_std([r["val_acc"] for r in ok])
+        ta, ts = _mean_std([r["test_acc"] for r in ok])
+        return {
+            "val_acc_mean": va,
+            "val_acc_std": vs,
+            "test_acc_mean": ta,
+            "test_acc_std": ts,
+            "val_acc": [r["val_acc"] for r in ok],
+            "test_acc": [r["test_acc"] for r in ok],
+            "failed_seeds": [r["seed"] for r in c["rows"] if "error" in r],
+        }
+
+    win_ev, base_ev = evidence(winner), evidence(baseline)
+    trial_epochs = sum(_trial_epochs(t) for t in trials)
+    summary = {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "dataset": {
+            "name": config.dataset,
+            "val_fraction": config.val_fraction,
+            "test_fraction": config.test_fraction,
+            "split_seed": config.split_seed,
+        },
+        "model": config.model,
+        "budget": {"epochs": config.epochs},
+        "search": {
+            "space": config.space,
+            "sampler": config.sampler,
+            "seed": config.seed,
+            "metric": config.metric,
+            "trials_requested": config.trials,
+            "trials": counts,
+            "trial_epochs": trial_epochs,
+            "full_budget_epochs": len(trials) * config.epochs,
+            "chosen_from": winner["label"],
+            "candidates_from": source,
+            "seconds": round(search_seconds, 1),
+        },
+        "seeds": seeds,
+        "recipe": win_ev,
+        "baseline": base_ev,
+        "gain": {
+            "val_acc": win_ev["val_acc_mean"] - base_ev["val_acc_mean"],
+            "test_acc": win_ev["test_acc_mean"] - base_ev["test_acc_mean"],
+        },
+        "versions": versions(),
+    }
+    best: Recipe = winner["recipe"]
+    best = best.with_changes(
+        budget=best.budget.to_dict() | {"seed": config.seed},
+        provenance=json.loads(json.dumps(summary)),
+    )
+    recipe_path = best.save(run_dir / "best_recipe.yaml")
+    (run_dir / "results.json").write_text(
+        json.dumps(
+            {
+                "summary": summary,
+                "candidates": [
+                    {
+                        "label": c["label"],
+                        "val_mean": c["val_mean"],
+                        "val_std": c["val_std"],
+                        "ok": c["ok"],
+                        "tricks": sorted(c["recipe"].tricks_on()),
+                        "val": [r.get(config.metric) for r in c["rows"]],
+                    }
+                    for c in table
+                ],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    _write_report(run_dir, out)
+    _say(out, _closing_lines(best, summary, recipe_path))
+    return SearchResult(
+        best=best, run_dir=run_dir, recipe_path=recipe_path, summary=summary, candidates=table
+    )
+
+
+def _write_report(run_dir: Path, out: IO[str]) -> None:
+    try:
+        from tricksearch.report import write_report
+    except ImportError:
+        return
+    try:
+        path = write_report(run_dir)
+        _say(out, f"report: {path}")
+    except Exception as exc:  # the recipe is already safe on disk; a report bug must not lose it
+        logger.exception("report failed")
+        _say(
+            out,
+            f"warning: the report could not be written ({exc}); "
+            f"retry with `tricksearch report {run_dir}`",
+        )
+
+
+def _closing_lines(best: Recipe, summary: dict[str, Any], path: Path) -> str:
+    r, b = summary["recipe"], summary["baseline"]
+    n = len(summary["seeds"])
+    tricks = ", ".join(best.tricks_on()) or "none"
+    return (
+        f"best recipe: {path}\n"
+        f"  tricks: {tricks}\n"
+        f"  test acc {r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} vs baseline "
+        f"{b['test_acc_mean']:.4f} ± {b['test_acc_std']:.4f} ({n} seeds; "
+        f"gain {summary['gain']['test_acc']:+.4f})\n"
+        f"  reproduce: tricksearch train --recipe {path}"
+    )

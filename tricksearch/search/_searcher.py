@@ -1,0 +1,147 @@
+"""The Optuna side of the search: sampler, storage, and a searcher that tells the truth.
+
+Ray's ``OptunaSearch`` tells Optuna COMPLETE for a trial that ASHA stopped after one epoch, with
+that one-epoch score, so TPE mistakes low-fidelity scores for final ones. ``TruthfulOptunaSearch``
+tells PRUNED (with every intermediate value) for trials stopped before the full budget, FAIL for
+trials that raised, and on resume it first re-runs the trials an interruption left RUNNING, so the
+study ends with exactly the requested number of trials and no duplicates.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import warnings
+from contextlib import suppress as _suppress
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from tricksearch.errors import ConfigError
+from tricksearch.search._config import SAMPLERS
+
+__all__ = [
+    "STUDY_NAME",
+    "TruthfulOptunaSearch",
+    "close_running_trials",
+    "make_sampler",
+    "open_storage",
+]
+
+STUDY_NAME = "tricksearch"
+logger = logging.getLogger(__name__)
+
+
+def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    """The seeded Optuna sampler for ``--sampler``; says what to install when it needs more."""
+    if name not in SAMPLERS:
+        raise ConfigError(f"sampler: got {name!r}, expected one of {', '.join(SAMPLERS)}.")
+    extra = SAMPLERS[name]
+    if extra is not None and importlib.util.find_spec(extra) is None:
+        hint = "cmaes" if name == "cmaes" else "gp"
+        raise ConfigError(
+            f"sampler {name!r} needs the package {extra!r}: pip install 'tricksearch[{hint}]' "
+            f"(or pip install {extra})."
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if name == "tpe":
+            return optuna.samplers.TPESampler(
+                seed=seed,
+                n_startup_trials=max(3, min(10, trials // 3)),
+                multivariate=True,
+                group=True,  # conditional spaces: model each sub-space on its own
+                constant_liar=True,  # parallel trials: don't all sample the same point
+            )
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if name == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+        if name == "gp":
+            return optuna.samplers.GPSampler(seed=seed)
+        if name == "qmc":
+            return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+        return optuna.samplers.NSGAIISampler(seed=seed)
+
+
+def open_storage(run_dir: Path) -> optuna.storages.RDBStorage:
+    """The study's SQLite storage in the run folder (opens in optuna-dashboard)."""
+    path = (run_dir / "study.db").resolve()
+    return optuna.storages.RDBStorage(
+        f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 30}}
+    )
+
+
+def close_running_trials(study: optuna.Study) -> int:
+    """Close trials left RUNNING (stopped by a time budget): PRUNED with their last value when they
+    reported one, FAIL otherwise. Returns how many were closed."""
+    closed = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.intermediate_values:
+            study.tell(t.number, state=TrialState.PRUNED)
+        else:
+            study.tell(t.number, state=TrialState.FAIL)
+        closed += 1
+    return closed
+
+
+class TruthfulOptunaSearch(OptunaSearch):
+    """``OptunaSearch`` that tells PRUNED/FAIL truthfully and adopts interrupted trials on resume.
+
+    ``max_t``: the full budget in training iterations (epochs); a trial that ends earlier without
+    an error was stopped by the scheduler and is PRUNED.
+    """
+
+    def __init__(self, *args: Any, max_t: int, adopt_running: bool = False, **kwargs: Any):
+        self._max_t = max_t
+        self._adopt_running = adopt_running
+        self._adoptable: list[int] | None = None
+        super().__init__(*args, **kwargs)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self._adopt_running and trial_id not in self._ot_trials:
+            if self._adoptable is None:
+                running = self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                self._adoptable = [t._trial_id for t in running]
+            if self._adoptable:
+                # An interrupted trial: run it again under the same Optuna trial, whose
+                # suggest_* calls return the parameters it already had.
+                self._ot_trials[trial_id] = optuna.Trial(self._ot_study, self._adoptable.pop(0))
+        return super().suggest(trial_id)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None or trial_id in self._completed_trials:
+            return super().on_trial_complete(trial_id, result, error)
+        value = None if result is None else result.get(self.metric)
+        step = 0 if result is None else int(result.get("training_iteration", 0))
+        with _suppress(Exception):
+            ot_trial.set_user_attr("epochs", step)
+            if result is not None and "time_total_s" in result:
+                ot_trial.set_user_attr("seconds", float(result["time_total_s"]))
+        if error or value is None:
+            self._tell(ot_trial, None, TrialState.FAIL)
+        elif step < self._max_t:
+            try:
+                ot_trial.report(float(value), step)
+            except Exception as exc:  # pragma: no cover - duplicate step on a resumed trial
+                logger.debug("report failed: %s", exc)
+            self._tell(ot_trial, None, TrialState.PRUNED)
+        else:
+            self._tell(ot_trial, float(value), TrialState.COMPLETE)
+        self._completed_trials.add(trial_id)
+
+    def _tell(self, ot_trial: optuna.Trial, value: float | None, state: TrialState) -> None:
+        try:
+            self._ot_study.tell(ot_trial, value, state=state)
+        except Exception as exc:  # e.g. a NaN value
+            logger.warning("could not tell Optuna the result of trial %s: %s", ot_trial.number, exc)
+            try:
+                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+            except Exception:
+                pass

@@ -1,0 +1,107 @@
+"""Preset recipes: known-good combinations every search is seeded with (TRICKS.md, "Presets").
+
+Each preset keeps the data, model and budget of a base recipe and sets its tricks:
+
+- ``baseline``: every trick off — the reference every gain is measured against;
+- ``bag-of-tricks`` (He et al. 2019, "Bag of Tricks for Image Classification with Convolutional
+  Neural Networks"): linear LR scaling, linear warmup, zero-γ (only when the model has residual
+  blocks), no bias decay, cosine decay, label smoothing 0.1, mixup α 0.2, bf16;
+- ``timm-like`` (the recipe family of timm's training scripts, without AdamW/LAMB): cosine,
+  warmup, label smoothing 0.1, mixup 0.8 + cutmix 1.0, RandAugment(2, 9), random erasing 0.25,
+  EMA of the weights.
+
+A search turns them into Optuna points with :meth:`SearchSpace.point`, so they are tried first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tricksearch.errors import ConfigError
+from tricksearch.recipe import Recipe
+
+__all__ = ["PRESET_RECIPES", "list_preset_recipes", "preset_recipe"]
+
+
+def _residual(model_name: str) -> bool:
+    """Whether the model has residual blocks (False when the models package is unavailable)."""
+    try:
+        from tricksearch.models import model_traits
+    except ImportError:  # pragma: no cover - the models package ships with tricksearch
+        return False
+    return bool(model_traits(model_name).get("residual", False))
+
+
+def _baseline(base: Recipe) -> dict[str, Any]:
+    return {}
+
+
+def _bag_of_tricks(base: Recipe) -> dict[str, Any]:
+    epochs = base.budget.epochs
+    tricks: dict[str, Any] = {
+        "schedule": {
+            "lr_scaling": {"rule": "linear", "reference_batch": 256},
+            "warmup": {"epochs": float(min(5, epochs // 4 or 1)), "kind": "linear"},
+            "cosine": {"min_lr_factor": 0.0},
+        },
+        "loss": {"label_smoothing": {"epsilon": 0.1}},
+        "mixing": {"mixup": {"alpha": 0.2, "prob": 1.0}},
+        "optimizer": {"no_bias_decay": {}},
+        "procedure": {"low_precision": {"dtype": "bf16"}},
+    }
+    if _residual(base.model.name):
+        tricks["model_tweaks"] = {"zero_gamma": {}}
+    return tricks
+
+
+def _timm_like(base: Recipe) -> dict[str, Any]:
+    epochs = base.budget.epochs
+    return {
+        "schedule": {
+            "warmup": {"epochs": float(min(5, epochs // 4 or 1)), "kind": "linear"},
+            "cosine": {"min_lr_factor": 0.0},
+        },
+        "loss": {"label_smoothing": {"epsilon": 0.1}},
+        "mixing": {"mixup": {"alpha": 0.8, "prob": 1.0}, "cutmix": {"alpha": 1.0, "prob": 1.0}},
+        "augment": {
+            "randaugment": {"num_ops": 2, "magnitude": 9},
+            "random_erasing": {"prob": 0.25},
+        },
+        "procedure": {"ema": {}},
+    }
+
+
+#: Preset recipe name -> (description, builder of its trick sections from the base recipe).
+PRESET_RECIPES: dict[str, tuple[str, Callable[[Recipe], dict[str, Any]]]] = {
+    "baseline": ("every trick off: the reference every gain is measured against", _baseline),
+    "bag-of-tricks": (
+        "He et al. 2019: linear scaling, warmup, zero-γ (residual models), no bias decay, "
+        "cosine, label smoothing 0.1, mixup 0.2, bf16",
+        _bag_of_tricks,
+    ),
+    "timm-like": (
+        "cosine, warmup, label smoothing 0.1, mixup 0.8 + cutmix 1.0, RandAugment(2, 9), "
+        "random erasing 0.25, EMA",
+        _timm_like,
+    ),
+}
+
+
+def list_preset_recipes() -> dict[str, str]:
+    """Preset recipe name -> one-line description."""
+    return {name: desc for name, (desc, _) in PRESET_RECIPES.items()}
+
+
+def preset_recipe(name: str, base: Recipe) -> Recipe:
+    """The preset ``name`` applied to ``base``: its data, model and budget, the preset's tricks.
+
+    Raises :class:`ConfigError` for an unknown name (listing the presets) and whatever the
+    recipe's contracts refuse for this model.
+    """
+    if name not in PRESET_RECIPES:
+        raise ConfigError(
+            f"preset recipe: got {name!r}, expected one of {', '.join(PRESET_RECIPES)}."
+        )
+    sections = PRESET_RECIPES[name][1](base)
+    return base.baseline().with_changes(**sections)

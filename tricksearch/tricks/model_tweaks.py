@@ -1,0 +1,186 @@
+"""Trick family ``model_tweaks``: options of the model builder and an init hook.
+
+Tricks (see ../shared/TRICKS.md, "Model tweaks"):
+
+- ``zero_gamma`` — set γ = 0 in the last normalisation layer of every residual block, so each
+  block starts as the identity (Goyal et al. 2017, "Accurate, Large Minibatch SGD: Training
+  ImageNet in 1 Hour"; He et al. 2019, "Bag of Tricks for Image Classification with Convolutional
+  Neural Networks"). Acts on every module with a ``last_bn`` attribute, which the models package
+  sets on each residual block (torchvision ResNets included); other norm layers are left alone.
+- ``dropout`` — dropout with probability ``p`` before the classifier → model option ``dropout``.
+- ``group_norm`` — GroupNorm with ``groups`` groups instead of BatchNorm (Wu & He 2018, "Group
+  Normalization") → model options ``norm="group"``, ``norm_groups``; the model builder checks
+  that the channel counts divide.
+- ``activation`` — GELU, SiLU or CELU instead of ReLU (ReLU is the default, i.e. "off") → model
+  option ``activation``.
+- ``resnet_variant`` — ResNet-B/C/D (He et al. 2019): B moves the stride 2 to the 3×3 conv, C
+  replaces the 7×7 stem by three 3×3 convs, D average-pools before the 1×1 downsample → model
+  option ``variant``.
+
+:func:`model_options` returns only the options of the tricks that are on, so an empty section
+gives ``{}`` and the model builder's defaults (BatchNorm, ReLU, no dropout, variant A).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from tricksearch.errors import ConfigError
+from tricksearch.tricks._base import Param, SearchSpec, TrickSpec, register
+from tricksearch.tricks._section import resolve_section
+
+__all__ = ["init_model", "model_options", "zero_gamma_"]
+
+FAMILY = "model_tweaks"
+
+ZERO_GAMMA = register(
+    TrickSpec(
+        name="zero_gamma",
+        family=FAMILY,
+        summary="γ = 0 in the last norm layer of every residual block (blocks start as identity)",
+        paper="Goyal et al. 2017, Accurate, Large Minibatch SGD; He et al. 2019, Bag of Tricks",
+        needs_residual=True,
+    )
+)
+
+DROPOUT = register(
+    TrickSpec(
+        name="dropout",
+        family=FAMILY,
+        summary="dropout before the classifier (model option `dropout`)",
+        params=(
+            Param(
+                "p",
+                "float",
+                0.2,
+                help="probability of zeroing a feature",
+                low=0.0,
+                high=0.5,
+                search=SearchSpec(0.0, 0.5),
+            ),
+        ),
+        paper="Srivastava et al. 2014, Dropout: A Simple Way to Prevent Neural Networks from "
+        "Overfitting",
+    )
+)
+
+GROUP_NORM = register(
+    TrickSpec(
+        name="group_norm",
+        family=FAMILY,
+        summary="GroupNorm instead of BatchNorm (model options `norm`, `norm_groups`)",
+        params=(
+            Param(
+                "groups",
+                "choice",
+                32,
+                help="number of groups; the model builder checks that every width divides",
+                choices=(8, 16, 32),
+                search=SearchSpec(choices=(8, 16, 32)),
+            ),
+        ),
+        paper="Wu & He 2018, Group Normalization",
+    )
+)
+
+ACTIVATION = register(
+    TrickSpec(
+        name="activation",
+        family=FAMILY,
+        summary="GELU, SiLU or CELU instead of ReLU (model option `activation`)",
+        params=(
+            Param(
+                "fn",
+                "choice",
+                "gelu",
+                help="the activation function (ReLU is the default when this trick is off)",
+                choices=("gelu", "silu", "celu"),
+                search=SearchSpec(choices=("gelu", "silu", "celu")),
+            ),
+        ),
+        paper="Hendrycks & Gimpel 2016 (GELU); Elfwing et al. 2018 (SiLU); Barron 2017 (CELU)",
+    )
+)
+
+RESNET_VARIANT = register(
+    TrickSpec(
+        name="resnet_variant",
+        family=FAMILY,
+        summary="ResNet-B/C/D: stride on the 3×3 conv / 3×3 stem / avg-pool downsample",
+        params=(
+            Param(
+                "variant",
+                "choice",
+                "d",
+                help="b: stride 2 on the 3×3 conv; c: three 3×3 stem convs; d: c + avg-pool "
+                "before the 1×1 downsample (as in the paper, each builds on the previous)",
+                choices=("b", "c", "d"),
+                search=SearchSpec(choices=("b", "c", "d")),
+            ),
+        ),
+        paper="He et al. 2019, Bag of Tricks for Image Classification with CNNs",
+        needs_residual=True,
+    )
+)
+
+
+def model_options(section: dict[str, dict]) -> dict[str, Any]:
+    """The options for ``models.build_model`` from a recipe's ``model_tweaks`` section.
+
+    Keys (present only when their trick is on): ``dropout`` (float), ``norm`` ("group") with
+    ``norm_groups`` (int), ``activation`` ("gelu" | "silu" | "celu"), ``variant`` ("b" | "c" |
+    "d"). An empty section gives ``{}``: the builder's defaults.
+    """
+    tricks = resolve_section(section, FAMILY)
+    options: dict[str, Any] = {}
+    if "dropout" in tricks:
+        options["dropout"] = tricks["dropout"]["p"]
+    if "group_norm" in tricks:
+        options["norm"] = "group"
+        options["norm_groups"] = tricks["group_norm"]["groups"]
+    if "activation" in tricks:
+        options["activation"] = tricks["activation"]["fn"]
+    if "resnet_variant" in tricks:
+        options["variant"] = tricks["resnet_variant"]["variant"]
+    return options
+
+
+@torch.no_grad()
+def zero_gamma_(model: nn.Module) -> int:
+    """Set ``last_bn.weight`` to 0 in every module of ``model`` that has ``last_bn``.
+
+    Returns how many layers were zeroed. Norm layers that are no block's ``last_bn`` keep their γ.
+    """
+    done: set[int] = set()
+    for module in model.modules():
+        norm = getattr(module, "last_bn", None)
+        if norm is None or id(norm) in done:
+            continue
+        weight = getattr(norm, "weight", None)
+        if not isinstance(weight, torch.Tensor):
+            raise ConfigError(
+                f"{FAMILY}.zero_gamma: {type(module).__name__}.last_bn "
+                f"({type(norm).__name__}) has no affine weight to zero."
+            )
+        weight.zero_()
+        done.add(id(norm))
+    return len(done)
+
+
+def init_model(section: dict[str, dict], model: nn.Module) -> None:
+    """Apply the init hooks of the ``model_tweaks`` section to a freshly built ``model``.
+
+    Today that is zero-γ. Raises :class:`ConfigError` when zero-γ is on but the model has no
+    residual block (no module with ``last_bn``), rather than silently doing nothing.
+    """
+    tricks = resolve_section(section, FAMILY)
+    if "zero_gamma" not in tricks:
+        return
+    if zero_gamma_(model) == 0:
+        raise ConfigError(
+            f"{FAMILY}.zero_gamma: the model {type(model).__name__} has no residual block with "
+            "a `last_bn` norm layer; use a residual model or switch zero_gamma off."
+        )

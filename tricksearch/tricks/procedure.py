@@ -1,0 +1,322 @@
+"""Trick family ``procedure``: how the training step runs.
+
+Tricks (see ../shared/TRICKS.md, "Training procedure"):
+
+- ``low_precision`` — run the forward pass under ``torch.amp.autocast`` in bf16 or fp16
+  (Micikevicius et al. 2018, "Mixed Precision Training"); fp16 also gets a ``torch.amp.GradScaler``
+  (loss scaling), bf16 needs none. On the CPU fp16 autocast runs in torch 2.14 but about 200×
+  slower than fp32 (measured: 21 s against 0.1 s for one conv step on 2 cores), so fp16 on a CPU
+  is refused with a :class:`ConfigError`; bf16 runs on the CPU (and is faster there).
+- ``ema`` — evaluate an exponential moving average of the weights and buffers,
+  e ← decay·e + (1 − decay)·w after every step (Polyak & Juditsky 1992; as used by Tan & Le 2019,
+  "EfficientNet"); ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn``. Its
+  first update copies the weights.
+- ``adversarial`` — replace a fraction ``mix_ratio`` of each batch by adversarial examples: FGSM
+  for ``steps`` = 1 (Goodfellow et al. 2015, "Explaining and Harnessing Adversarial Examples"),
+  PGD with a random start and step 2.5·ε/steps otherwise (Madry et al. 2018, "Towards Deep
+  Learning Models Resistant to Adversarial Attacks"). ε is given on the [0, 1] input scale and
+  divided by the dataset's per-channel std, because the model sees normalised inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from tricksearch.errors import ConfigError
+from tricksearch.tricks._base import Param, SearchSpec, TrickSpec, register
+from tricksearch.tricks._section import resolve_section
+
+__all__ = [
+    "Precision",
+    "adversarial_examples",
+    "build_adversarial",
+    "build_ema",
+    "build_precision",
+]
+
+FAMILY = "procedure"
+
+_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+LOW_PRECISION = register(
+    TrickSpec(
+        name="low_precision",
+        family=FAMILY,
+        summary="autocast the forward pass to bf16 or fp16 (+ GradScaler for fp16)",
+        params=(
+            Param(
+                "dtype",
+                "choice",
+                "bf16",
+                help="bf16 (no loss scaling) or fp16 (with GradScaler; refused on CPU)",
+                choices=("bf16", "fp16"),
+                search=SearchSpec(choices=("bf16", "fp16")),
+            ),
+        ),
+        paper="Micikevicius et al. 2018, Mixed Precision Training",
+    )
+)
+
+EMA = register(
+    TrickSpec(
+        name="ema",
+        family=FAMILY,
+        summary="evaluate an exponential moving average of the weights (updated every step)",
+        params=(
+            Param(
+                "decay",
+                "float",
+                0.999,
+                help="e <- decay*e + (1-decay)*w per optimizer step",
+                low=0.99,
+                high=0.9999,
+                search=SearchSpec(0.99, 0.9999),
+            ),
+        ),
+        paper="Polyak & Juditsky 1992, Acceleration of Stochastic Approximation by Averaging",
+    )
+)
+
+ADVERSARIAL = register(
+    TrickSpec(
+        name="adversarial",
+        family=FAMILY,
+        summary="replace a fraction of each batch by FGSM (steps=1) or PGD adversarial examples",
+        params=(
+            Param(
+                "epsilon",
+                "float",
+                2 / 255,
+                help="L-inf radius on the [0, 1] input scale (divided by the std per channel)",
+                low=0.0,
+                high=8 / 255,
+                search=SearchSpec(0.0, 8 / 255),
+            ),
+            Param(
+                "steps",
+                "int",
+                1,
+                help="1 = FGSM; more = PGD with random start and step 2.5*epsilon/steps",
+                low=1,
+                high=3,
+                search=SearchSpec(1, 3, step=1),
+            ),
+            Param(
+                "mix_ratio",
+                "float",
+                0.5,
+                help="fraction of the batch replaced by adversarial examples",
+                low=0.0,
+                high=1.0,
+                search=SearchSpec(0.0, 1.0),
+            ),
+        ),
+        paper="Goodfellow et al. 2015, Explaining and Harnessing Adversarial Examples (FGSM); "
+        "Madry et al. 2018, Towards Deep Learning Models Resistant to Adversarial Attacks (PGD)",
+    )
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Low precision
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return next((k for k, v in _DTYPES.items() if v == dtype), str(dtype))
+
+
+@functools.cache
+def _check_precision(dtype: torch.dtype, device: str) -> None:
+    # Cached: ``Precision.autocast`` checks on every training step.
+    dev = torch.device(device)
+    where = f"{FAMILY}.low_precision.dtype"
+    name = _dtype_name(dtype)
+    if not torch.amp.is_autocast_available(dev.type):
+        raise ConfigError(
+            f"{where}: got {name!r}, but torch has no autocast on device {dev.type!r}."
+        )
+    if dev.type == "cpu" and dtype == torch.float16:
+        raise ConfigError(
+            f"{where}: got 'fp16' on the CPU, where fp16 autocast is about 200x slower than "
+            "fp32; allowed on CPU: 'bf16' (or switch low_precision off, or train on a GPU)."
+        )
+    if dev.type == "cuda" and dtype == torch.bfloat16:
+        with torch.cuda.device(dev):
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+        if not native:
+            raise ConfigError(
+                f"{where}: got 'bf16', but GPU {torch.cuda.get_device_name(dev)} has no native "
+                "bf16; allowed here: 'fp16'."
+            )
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The numeric precision of the forward pass: ``dtype`` None is plain fp32."""
+
+    dtype: torch.dtype | None = None
+
+    def check(self, device: torch.device | str) -> None:
+        """Raise :class:`ConfigError` when ``dtype`` cannot run (usefully) on ``device``."""
+        if self.dtype is not None:
+            _check_precision(self.dtype, str(torch.device(device)))
+
+    def autocast(self, device: torch.device | str) -> contextlib.AbstractContextManager:
+        """``torch.amp.autocast(device.type, dtype)``, or a null context for fp32."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        self.check(device)
+        return torch.amp.autocast(torch.device(device).type, dtype=self.dtype)
+
+    def scaler(self, device: torch.device | str) -> torch.amp.GradScaler | None:
+        """A loss scaler for fp16 (its gradients underflow without one); ``None`` otherwise."""
+        if self.dtype != torch.float16:
+            return None
+        self.check(device)
+        return torch.amp.GradScaler(torch.device(device).type)
+
+
+def build_precision(
+    section: dict[str, dict], *, device: torch.device | str | None = None
+) -> Precision:
+    """The :class:`Precision` of a recipe's ``procedure`` section (fp32 when ``low_precision`` is
+    off). With ``device``, refuses at once a dtype that cannot run there (fp16 on CPU)."""
+    tricks = resolve_section(section, FAMILY)
+    if "low_precision" not in tricks:
+        return Precision(None)
+    precision = Precision(_DTYPES[tricks["low_precision"]["dtype"]])
+    if device is not None:
+        precision.check(device)
+    return precision
+
+
+# --------------------------------------------------------------------------------------------
+# EMA of weights
+
+
+def build_ema(section: dict[str, dict], model: nn.Module) -> AveragedModel | None:
+    """An EMA copy of ``model`` (weights and buffers), or ``None`` when ``ema`` is off.
+
+    Call ``ema.update_parameters(model)`` after every optimizer step; evaluate ``ema`` (its
+    ``.module`` is the averaged network). The first update copies the weights, every later one
+    does ``e <- decay*e + (1-decay)*w``. Integer buffers (BatchNorm's step counter) are averaged
+    and truncated by torch; they play no part in the forward pass with momentum set.
+    """
+    tricks = resolve_section(section, FAMILY)
+    if "ema" not in tricks:
+        return None
+    decay = tricks["ema"]["decay"]
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Adversarial training
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def _input_grad(model: nn.Module, x: Tensor, target: Tensor, loss_fn: LossFn) -> Tensor:
+    x = x.detach().requires_grad_(True)
+    loss = loss_fn(model(x).float(), target)
+    (grad,) = torch.autograd.grad(loss, x)  # only w.r.t. the input: no param .grad is touched
+    return grad
+
+
+def adversarial_examples(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor,
+    loss_fn: LossFn,
+    *,
+    epsilon: Tensor | float,
+    steps: int,
+) -> Tensor:
+    """L∞ adversarial examples of ``x`` within ``epsilon`` (broadcastable to ``x``).
+
+    ``steps`` = 1: FGSM, ``x + ε·sign(∇x loss)`` (Goodfellow et al. 2015). ``steps`` > 1: PGD
+    from a uniform random start in the ε-ball, ``steps`` signed-gradient steps of 2.5·ε/steps,
+    each projected back onto the ball (Madry et al. 2018). No clamping to the valid pixel range
+    (the normalisation's mean is not known here). Uses ``model`` as it is (mode untouched).
+    """
+    eps = torch.as_tensor(epsilon, dtype=x.dtype, device=x.device)
+    x = x.detach()
+    if steps <= 1:
+        return (x + eps * _input_grad(model, x, target, loss_fn).sign()).detach()
+    alpha = 2.5 * eps / steps
+    delta = (torch.rand_like(x) * 2 - 1) * eps
+    for _ in range(steps):
+        grad = _input_grad(model, x + delta, target, loss_fn)
+        delta = torch.maximum(torch.minimum(delta + alpha * grad.sign(), eps), -eps)
+    return (x + delta).detach()
+
+
+def build_adversarial(
+    section: dict[str, dict], *, std: tuple[float, ...]
+) -> Callable[[nn.Module, Tensor, Tensor, Callable], Tensor] | None:
+    """The adversarial batch transform ``adv(model, x, target, loss_fn) -> x'``, or ``None``.
+
+    ``x`` is the float, normalised batch [B, C, H, W]; ``std`` the dataset's per-channel std (one
+    value per channel, or one for all), used to turn ε on the [0, 1] scale into normalised units.
+    ``round(mix_ratio·B)`` random samples are replaced by their adversarial examples (computed on
+    those samples only); the others are returned as they are. The attack runs with the model in
+    eval mode (no BatchNorm statistics updated, no dropout noise), which is restored afterwards;
+    gradients are taken w.r.t. the input only, so no ``.grad`` reaches the parameters. ``loss_fn``
+    is called as ``loss_fn(logits, target)``; ``target`` may be class indices or soft targets.
+    """
+    tricks = resolve_section(section, FAMILY)
+    if "adversarial" not in tricks:
+        return None
+    params = tricks["adversarial"]
+    epsilon, steps, mix_ratio = params["epsilon"], params["steps"], params["mix_ratio"]
+    std_t = _check_std(std)
+
+    def adversarial(model: nn.Module, x: Tensor, target: Tensor, loss_fn: Callable) -> Tensor:
+        if x.ndim != 4:
+            raise ValueError(f"expected a batch [B, C, H, W], got shape {tuple(x.shape)}")
+        if std_t.numel() not in (1, x.shape[1]):
+            raise ValueError(
+                f"std has {std_t.numel()} values but the batch has {x.shape[1]} channels"
+            )
+        n = round(mix_ratio * x.shape[0])
+        if n == 0 or epsilon == 0:
+            return x
+        idx = torch.randperm(x.shape[0])[:n].to(x.device)
+        eps = (epsilon / std_t.to(x.device, x.dtype)).view(1, -1, 1, 1)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.enable_grad():
+                x_adv = adversarial_examples(
+                    model, x[idx], target[idx], loss_fn, epsilon=eps, steps=steps
+                )
+        finally:
+            model.train(was_training)
+        out = x.detach().clone()
+        out[idx] = x_adv.to(out.dtype)
+        return out
+
+    adversarial.epsilon = epsilon  # type: ignore[attr-defined]
+    adversarial.steps = steps  # type: ignore[attr-defined]
+    adversarial.mix_ratio = mix_ratio  # type: ignore[attr-defined]
+    return adversarial
+
+
+def _check_std(std: Sequence[float]) -> Tensor:
+    try:
+        values = [float(s) for s in std]
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"{FAMILY}.adversarial: std {std!r} is not a sequence of numbers"
+        ) from exc
+    if not values or any(not (s > 0) for s in values):
+        raise ConfigError(
+            f"{FAMILY}.adversarial: std {tuple(std)!r} must hold one positive number per channel"
+        )
+    return torch.tensor(values)
