@@ -1,4 +1,4 @@
-"""Shared test set-up: quiet, offline, single-threaded torch; caches under a temp folder."""
+"""Shared test set-up: quiet Ray, caches under a temp folder."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -78,6 +78,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", help="recipe file (YAML/JSON); default: the no-trick baseline")
     p.add_argument("--dataset", help="dataset name (see `tricksearch datasets`); default digits")
     p.add_argument("--data-root", help="folder holding the dataset files")
+    p.add_argument("--skip-corrupt", action="store_true", help="skip unreadable image files")
     p.add_argument("--model", help="model name (see `tricksearch models`); default cnn-small")
     p.add_argument("--epochs", type=_positive_int("--epochs"), help="training epochs")
     p.add_argument("--batch-size", type=_positive_int("--batch-size"), help="mini-batch size")
@@ -93,6 +94,8 @@ def _apply_overrides(recipe: Any, args: argparse.Namespace) -> Any:
         data["dataset"] = args.dataset
     if getattr(args, "data_root", None):
         data["data_root"] = args.data_root
+    if getattr(args, "skip_corrupt", False):
+        data["skip_corrupt"] = True
     budget = recipe.budget.to_dict()
     for key in ("epochs", "batch_size", "lr", "seed"):
         value = getattr(args, key, None)
@@ -225,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except TricksearchError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted.", file=sys.stderr)
         return 130

@@ -13,6 +13,9 @@ __all__ = ["ConfigError", "ConfigTypeError", "DataError", "TricksearchError"]
 class TricksearchError(Exception):
     """Base class of every error caused by the user's input (recipe, space, dataset, CLI)."""
 
+    #: Exit status of the CLI when this error ends a command.
+    exit_code: int = 2
+
 
 class ConfigError(TricksearchError, ValueError):
     """A value is out of range, unknown, or clashes with another value."""

@@ -49,6 +49,30 @@ SCHEMA_VERSION = 1
 _MIGRATIONS: dict[int, Any] = {}
 
 
+def _yaml_loader() -> type:
+    """``yaml.SafeLoader`` that reads ``1e-3`` as a number (YAML 1.2), not the string '1e-3'."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
+    return Loader
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML as tricksearch files are read (``1e-3`` is a float)."""
+    import yaml
+
+    return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+
+
 def _check_mapping(raw: Any, where: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigTypeError(f"{where}: got {raw!r}, expected a mapping.")
@@ -75,6 +99,7 @@ _DATA_PARAMS = (
         "test_fraction", "float", 0.2, "test fraction when the dataset has no test set", 0.01, 0.9
     ),
     Param("split_seed", "int", 0, "seed of the train/val/test split", 0),
+    Param("skip_corrupt", "bool", False, "skip unreadable image files (counted) instead of failing"),
 )
 _MODEL_NAME = Param("name", "str", "cnn-small", "model registry name or `torchvision:NAME`")
 _BUDGET_PARAMS = (
@@ -94,6 +119,7 @@ class DataSection:
     val_fraction: float = 0.15
     test_fraction: float = 0.2
     split_seed: int = 0
+    skip_corrupt: bool = False
 
     @classmethod
     def from_dict(cls, raw: Any) -> DataSection:
@@ -164,7 +190,13 @@ def _validate_family(family: str, raw: Any) -> dict[str, dict[str, Any]]:
     if raw is None:
         return {}
     out = resolve_section(raw, family, fill_defaults=False)
-    return {name: out[name] for name in sorted(out)}
+    tricks = registered_tricks()
+    # `constant: {}` written out is the same recipe as `constant` implied: keep one form.
+    return {
+        name: out[name]
+        for name in sorted(out)
+        if not (tricks[name].required_default and out[name] == tricks[name].defaults())
+    }
 
 
 def _check_contracts(recipe: Recipe) -> None:
@@ -292,9 +324,7 @@ class Recipe:
             if fmt == "json":
                 raw = json.loads(text)
             else:
-                import yaml
-
-                raw = yaml.safe_load(text)
+                raw = load_yaml(text)
         except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError
             raise ConfigError(f"{source}: not valid {fmt.upper()}: {exc}") from None
         if raw is None:

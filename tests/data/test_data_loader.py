@@ -102,6 +102,10 @@ def test_to_float_normalizes_per_channel() -> None:
     assert torch.allclose(out, expected)
     with pytest.raises(ConfigError, match="one value per channel"):
         to_float(x, (0.5,), (0.5,))
+    f = torch.rand(2, 1, 3, 3)
+    before = f.clone()
+    to_float(f, (0.5,), (0.5,))
+    assert torch.equal(f, before)  # never normalizes the caller's tensor in place
 
 
 def test_normalized_training_data_is_standardized() -> None:

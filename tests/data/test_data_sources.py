@@ -235,3 +235,15 @@ def test_imagefolder_empty_or_missing(tmp_path: Path) -> None:
 def test_image_size_resizes_registered_datasets() -> None:
     s = load_dataset("digits", image_size=12)
     assert s.image_size == (12, 12) and s.x_val.shape[2:] == (12, 12)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file(),
+    reason="Debian's dataset-fashion-mnist is not installed",
+)
+def test_real_fashion_mnist_from_debian_package() -> None:
+    s = load_dataset("fashion-mnist")
+    assert len(s.y_train) + len(s.y_val) == 60000 and len(s.y_test) == 10000
+    assert s.image_size == (28, 28) and torch.all(s.class_counts() == 5100)
+    assert abs(s.mean[0] - 0.286) < 0.001 and abs(s.std[0] - 0.353) < 0.001

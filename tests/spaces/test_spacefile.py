@@ -360,3 +360,23 @@ def test_programmatic_space_refuses_like_a_file() -> None:
         SearchSpace({"nope": {}})
     with pytest.raises(ConfigError, match=r"budget\.lr"):
         SearchSpace(lr={"low": 1.0, "high": 0.1})
+
+
+def test_include_keeps_the_parents_settings_of_tricks_it_also_configures(tmp_path: Path) -> None:
+    space = load_space(
+        str(
+            _write(
+                tmp_path,
+                """\
+        extends: bag-of-tricks
+        include: [mixup, label_smoothing]
+        tricks:
+          mixup: {prob: 0.5}
+        """,
+            )
+        )
+    )
+    assert set(space.tricks) == {"mixup", "label_smoothing"}
+    assert space.tricks["mixup"].params == {"alpha": SearchSpec(low=0.1, high=0.4), "prob": 0.5}
+    assert space.tricks["label_smoothing"].params["epsilon"] == SearchSpec(low=0.05, high=0.2)
+    assert space.lr == load_space("bag-of-tricks").lr

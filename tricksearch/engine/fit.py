@@ -109,6 +109,7 @@ def load_data(recipe: Recipe) -> DatasetSplits:
         val_fraction=d.val_fraction,
         test_fraction=d.test_fraction,
         split_seed=d.split_seed,
+        skip_corrupt=d.skip_corrupt,
     )
 
 

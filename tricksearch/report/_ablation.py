@@ -167,7 +167,7 @@ class AblationResult:
         widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
         lines = [self._title(), ""]
         for c in cells:
-            lines.append("  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip())
+            lines.append("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
         lines += ["", _wrap(self.noise_rule), _fallback_note(self.rows)]
         return "\n".join(line for line in lines if line is not None).rstrip() + "\n"
 
@@ -410,15 +410,11 @@ def ablate(
             f"({res['seconds']:.1f}s)"
         )
 
-    if data is None and not parallel:
+    if data is None:  # once, shared by every training (and shipped once to Ray)
         from tricksearch.engine import load_data
 
         data = load_data(recipe)
     if parallel and _ray_available():
-        if data is None:
-            from tricksearch.engine import load_data
-
-            data = load_data(recipe)
         _run_ray(jobs, data, device, done)
     else:
         if parallel:

@@ -24,6 +24,7 @@ from tricksearch.tricks._base import registered_tricks
 
 __all__ = [
     "ImportanceResult",
+    "entry_label",
     "group_by_trick",
     "trick_importance",
     "trick_of_key",
@@ -52,6 +53,12 @@ def trick_of_key(key: str) -> str:
         return key
     # A switch, a trick's parameter, and a group choice all name their entry second.
     return parts[1]
+
+
+def entry_label(entry: str) -> str:
+    """How an importance entry is shown: a group choice is marked ``"decay [group choice]"``."""
+    names = {group for (_, group) in _groups()} - set(registered_tricks())
+    return f"{entry} [group choice]" if entry in names else entry
 
 
 def tricks_of_params(params: dict[str, Any]) -> list[str]:

@@ -40,7 +40,7 @@ class SearchConfig:
     sampler: str = "tpe"
     seed: int = 0
     metric: str = "val_acc"
-    grace_period: int = 1
+    grace_period: int | None = None  # None: max(1, epochs // 4)
     reduction_factor: int = 3
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -52,9 +52,15 @@ class SearchConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.2
     split_seed: int = 0
+    skip_corrupt: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
+
+    @property
+    def grace(self) -> int:
+        """ASHA's grace period: given, or a quarter of the budget (warmup needs a few epochs)."""
+        return self.grace_period if self.grace_period is not None else max(1, self.epochs // 4)
 
     @property
     def mode(self) -> str:
@@ -76,8 +82,10 @@ class SearchConfig:
                 rel = ">" if strict else ">="
                 raise ConfigError(f"{name}: got {value}, expected a number {rel} {low}.")
 
-        for name in ("trials", "epochs", "batch_size", "top_k", "seeds", "grace_period"):
+        for name in ("trials", "epochs", "batch_size", "top_k", "seeds"):
             integer(name, 1)
+        if self.grace_period is not None:
+            integer("grace_period", 1)
         integer("reduction_factor", 2)
         integer("seed", 0)
         integer("split_seed", 0)
@@ -88,7 +96,7 @@ class SearchConfig:
         number("gpus_per_trial", 0.0, strict=False)
         if self.time_budget is not None:
             number("time_budget", 0.0, strict=True)
-        if self.grace_period > self.epochs:
+        if self.grace_period is not None and self.grace_period > self.epochs:
             raise ConfigError(
                 f"grace_period: got {self.grace_period}, expected at most epochs ({self.epochs}): "
                 "ASHA's first rung must come before the end of training."

@@ -33,7 +33,7 @@ class ProgressCallback(Callback):
         max_t: int,
         metric: str,
         mode: str,
-        stream: IO[str],
+        stream: IO[str] | None,
         best: tuple[float, str] | None = None,
     ) -> None:
         self.total = total
@@ -50,6 +50,12 @@ class ProgressCallback(Callback):
         self.best = best
         self.t0 = time.monotonic()
         self._last_draw = 0.0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles the run config (experiment checkpoint); the console stream stays here.
+        state = self.__dict__.copy()
+        state["stream"] = None
+        return state
 
     # -- Ray hooks ----------------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -83,7 +89,7 @@ class ProgressCallback(Callback):
         self._draw(force=True)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        if self.tty:
+        if self.tty and self.stream is not None:
             self.stream.write("\n")
             self.stream.flush()
 
@@ -104,6 +110,8 @@ class ProgressCallback(Callback):
         )
 
     def _draw(self, *, force: bool) -> None:
+        if self.stream is None:
+            return
         now = time.monotonic()
         if self.tty:
             if force or now - self._last_draw > 1.0:

@@ -31,7 +31,7 @@ from tricksearch.errors import ConfigError, TricksearchError
 from tricksearch.recipe import Recipe
 from tricksearch.search._config import SearchConfig
 
-__all__ = ["SearchFailed", "SearchResult", "run_search"]
+__all__ = ["SearchFailed", "SearchInterrupted", "SearchResult", "run_search"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +39,13 @@ logger = logging.getLogger(__name__)
 class SearchFailed(TricksearchError):
     """No usable trial: every trial failed (or the search was stopped before any finished)."""
 
+    exit_code = 1
+
 
 class SearchInterrupted(TricksearchError):
     """The search was interrupted (Ctrl-C / SIGTERM); it can be resumed."""
+
+    exit_code = 130
 
 
 @dataclass
@@ -58,13 +62,25 @@ class SearchResult:
 # --- output plumbing ---------------------------------------------------------------------------
 @contextlib.contextmanager
 def _ray_output_to(log_path: Path) -> Iterator[IO[str]]:
-    """Send everything written to fds 1 and 2 (Ray's tables, logs, C++ warnings) to ``log_path``;
-    yield a stream on the original stdout for our own progress lines."""
+    """Send everything written to fds 1 and 2 and Ray's Python loggers (Ray's tables, logs, C++
+    warnings) to ``log_path``; yield a stream on the original stdout for our own progress lines."""
     sys.stdout.flush()
     sys.stderr.flush()
+    try:
+        real_stdout = sys.stdout.fileno() == 1
+    except (AttributeError, OSError, ValueError):  # e.g. captured by pytest / a notebook
+        real_stdout = False
     saved_out, saved_err = os.dup(1), os.dup(2)
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    console = os.fdopen(os.dup(saved_out), "w", buffering=1)
+    console = os.fdopen(os.dup(saved_out), "w", buffering=1) if real_stdout else sys.stdout
+    file_handler = logging.FileHandler(log_path)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    saved_loggers = {}
+    for name in ("ray", "ray.tune", "ray.train"):
+        lg = logging.getLogger(name)
+        saved_loggers[name] = (lg.handlers[:], lg.propagate)
+        lg.handlers = [file_handler]
+        lg.propagate = False
     try:
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
@@ -76,7 +92,12 @@ def _ray_output_to(log_path: Path) -> Iterator[IO[str]]:
         os.dup2(saved_err, 2)
         for fd in (saved_out, saved_err, log_fd):
             os.close(fd)
-        console.close()
+        for name, (handlers, propagate) in saved_loggers.items():
+            lg = logging.getLogger(name)
+            lg.handlers, lg.propagate = handlers, propagate
+        file_handler.close()
+        if console is not sys.stdout:
+            console.close()
 
 
 @contextlib.contextmanager
@@ -104,15 +125,25 @@ def _say(stream: IO[str] | None, text: str) -> None:
 
 
 # --- preparation (no Ray yet) ------------------------------------------------------------------
+def _absolute_dataset(name: str) -> str:
+    """``imagefolder:rel/path`` -> absolute: Ray workers run in other folders."""
+    for prefix in ("imagefolder:", "npz:"):
+        if name.startswith(prefix):
+            return prefix + str(Path(name[len(prefix) :]).expanduser().resolve())
+    return name
+
+
 def _base_recipe(config: SearchConfig) -> Recipe:
+    root = config.data_root
     return Recipe.from_dict(
         {
             "data": {
-                "dataset": config.dataset,
-                "data_root": config.data_root,
+                "dataset": _absolute_dataset(config.dataset),
+                "data_root": None if root is None else str(Path(root).expanduser().resolve()),
                 "val_fraction": config.val_fraction,
                 "test_fraction": config.test_fraction,
                 "split_seed": config.split_seed,
+                "skip_corrupt": config.skip_corrupt,
             },
             "model": {"name": config.model},
             "budget": {
@@ -139,6 +170,24 @@ def _traits(base: Recipe, data: DatasetSplits, factory: Callable[..., nn.Module]
             isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) for m in net.modules()
         ),
     }
+
+
+def _for_device(space: Any, device: str) -> Any:
+    """Drop what cannot run on the trials' device: fp16 autocast is refused on CPU."""
+    entry = space.to_dict()["tricks"].get("low_precision")
+    if device != "cpu" or not entry or entry.get("switch") == "off":
+        return space
+    dtype = entry.get("dtype")
+    if dtype == "fp16" or (isinstance(dtype, dict) and "fp16" in dtype.get("choices", ())):
+        from tricksearch.spaces import space_from_dict
+
+        raw = space.to_dict()
+        raw["tricks"]["low_precision"]["dtype"] = "bf16"
+        new = space_from_dict(raw, source=f"space {space.name!r}", name=space.name)
+        new.notes = [*space.notes, "low_precision: fp16 is not searched on CPU (only bf16 runs "
+                     "there); give --gpus-per-trial to search it"]
+        return new
+    return space
 
 
 def _finished_trials(study: Any) -> list[Any]:
@@ -192,6 +241,7 @@ def run_search(
     from tricksearch.search._searcher import make_sampler, open_storage
     from tricksearch.spaces import load_space
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     run_dir = Path(config.out).resolve()
     if not resume and (run_dir / "search.json").exists():
         raise ConfigError(
@@ -207,8 +257,10 @@ def run_search(
         own_data = None
     else:
         own_data = data
+    device = "cuda" if config.gpus_per_trial > 0 else "cpu"
     space = load_space(config.space).for_model(_traits(base, data, model_factory))
-    sampler = make_sampler(config.sampler, config.seed, config.trials)
+    space = _for_device(space, device)
+    make_sampler(config.sampler, config.seed, config.trials)  # checks extras before Ray starts
     stream: IO[str] | None = None if quiet else sys.stdout
     for note in space.notes:
         _say(stream, f"note: {note}")
@@ -222,8 +274,8 @@ def run_search(
         study_name="tricksearch",
         direction="maximize" if config.mode == "max" else "minimize",
         load_if_exists=True,
-        sampler=sampler,
     )
+    sampler = make_sampler(config.sampler, config.seed, config.trials, offset=len(study.trials))
     done = len(_finished_trials(study))
     remaining = config.trials - done
     if resume:
@@ -240,7 +292,6 @@ def run_search(
         points = points[: config.trials]
 
     cache_dir = str(run_dir / "cache")
-    device = "cuda" if config.gpus_per_trial > 0 else "cpu"
     from tricksearch.search._trainable import TrialContext
 
     ctx = TrialContext(
@@ -308,7 +359,6 @@ def _ray_session(config: SearchConfig, run_dir: Path) -> Iterator[tuple[int, IO[
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C reaches us; resume handles it
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     with _ray_output_to(run_dir / "ray.log") as console:
         started = False
@@ -364,7 +414,7 @@ def _tune(
     scheduler = ASHAScheduler(
         time_attr="training_iteration",
         max_t=config.epochs,
-        grace_period=config.grace_period,
+        grace_period=config.grace,
         reduction_factor=config.reduction_factor,
     )
     progress = ProgressCallback(
@@ -443,27 +493,30 @@ def _score(t: Any) -> float:
     return float(t.intermediate_values[max(t.intermediate_values)])
 
 
-def _pick_candidates(study: Any, config: SearchConfig) -> tuple[list[Any], str]:
+def _pick_candidates(study: Any, config: SearchConfig) -> list[Any]:
+    """The top-k distinct configurations: trials that ran the full budget first (by value), then
+    the pruned ones that got furthest (by depth, then their last value). All are retrained at the
+    full budget, so a pruned candidate competes on equal terms."""
     from optuna.trial import TrialState
 
-    reverse = config.mode == "max"
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE and t.value is not None]
-    source = "complete"
-    if not complete:
-        complete = [
-            t for t in study.trials if t.state == TrialState.PRUNED and t.intermediate_values
-        ]
-        source = "pruned"
-    complete.sort(key=lambda t: _score(t), reverse=reverse)
+    sign = 1.0 if config.mode == "max" else -1.0
+    usable = [
+        t
+        for t in study.trials
+        if (t.state == TrialState.COMPLETE and t.value is not None)
+        or (t.state == TrialState.PRUNED and t.intermediate_values)
+    ]
+    usable.sort(key=lambda t: (t.state == TrialState.COMPLETE, _trial_epochs(t), sign * _score(t)),
+                reverse=True)
     chosen, seen = [], []
-    for t in complete:
+    for t in usable:
         if t.params in seen:
             continue
         seen.append(t.params)
         chosen.append(t)
         if len(chosen) == config.top_k:
             break
-    return chosen, source
+    return chosen
 
 
 def _retrain(
@@ -516,7 +569,7 @@ def _finish(
         s.name.lower(): sum(t.state == s for t in trials)
         for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     }
-    candidates, source = _pick_candidates(study, config)
+    candidates = _pick_candidates(study, config)
     if not candidates:
         raise SearchFailed(
             f"every trial failed ({counts['fail']} failed of {len(trials)}); no recipe was "
@@ -531,12 +584,21 @@ def _finish(
         f"retraining the top {len(candidates)} trial(s) and the baseline at the full "
         f"budget with seeds {seeds} ...",
     )
-    jobs = [(label, r.to_dict(), s) for label, r in recipes.items() for s in seeds]
-    results = _retrain(jobs, ctx, config, out)
+    # Identical recipes (a candidate that is the baseline) are trained once and shared.
+    unique: dict[str, str] = {}
+    alias: dict[str, str] = {}
+    for label in ["baseline", *[k for k in recipes if k != "baseline"]]:
+        key = recipes[label].dumps("json")
+        alias[label] = unique.setdefault(key, label)
+    jobs = [(label, recipes[label].to_dict(), s) for label in set(alias.values()) for s in seeds]
+    jobs.sort(key=lambda j: (j[0] != "baseline", j[0], j[2]))
+    trained = _retrain(jobs, ctx, config, out)
+    results = [r | {"label": label} for label in recipes for r in trained
+               if r["label"] == alias[label]]
 
     table: list[dict[str, Any]] = []
     for label, recipe in recipes.items():
-        rows = [r for r in results if r["label"] == label]
+        rows = sorted((r for r in results if r["label"] == label), key=lambda r: r["seed"])
         ok = [r for r in rows if "error" not in r]
         val = _mean_std([r[config.metric] for r in ok])
         table.append(
@@ -592,7 +654,7 @@ def _finish(
             "trial_epochs": trial_epochs,
             "full_budget_epochs": len(trials) * config.epochs,
             "chosen_from": winner["label"],
-            "candidates_from": source,
+            "candidates": [f"trial {t.number}" for t in candidates],
             "seconds": round(search_seconds, 1),
         },
         "seeds": seeds,

@@ -35,8 +35,15 @@ STUDY_NAME = "tricksearch"
 logger = logging.getLogger(__name__)
 
 
-def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
-    """The seeded Optuna sampler for ``--sampler``; says what to install when it needs more."""
+def make_sampler(
+    name: str, seed: int, trials: int, *, offset: int = 0
+) -> optuna.samplers.BaseSampler:
+    """The seeded Optuna sampler for ``--sampler``; says what to install when it needs more.
+
+    ``offset`` (the number of trials already in the study, on resume) shifts the seed: a resumed
+    sampler seeded as the first one would replay the same random start and duplicate trials.
+    """
+    seed = seed + offset
     if name not in SAMPLERS:
         raise ConfigError(f"sampler: got {name!r}, expected one of {', '.join(SAMPLERS)}.")
     extra = SAMPLERS[name]

@@ -43,6 +43,7 @@ def _add_search(p: argparse.ArgumentParser) -> None:
     d = SearchConfig()
     p.add_argument("--dataset", default=d.dataset, help="dataset name (default: %(default)s)")
     p.add_argument("--data-root", help="folder holding the dataset files")
+    p.add_argument("--skip-corrupt", action="store_true", help="skip unreadable image files")
     p.add_argument("--model", default=d.model, help="model name (default: %(default)s)")
     p.add_argument(
         "--space", default=d.space, help="preset name or space file (default: %(default)s)"
@@ -149,6 +150,7 @@ def run_search_cmd(args: argparse.Namespace) -> int:
     config = SearchConfig(
         dataset=args.dataset,
         data_root=args.data_root,
+        skip_corrupt=args.skip_corrupt,
         model=args.model,
         space=args.space,
         trials=args.trials,

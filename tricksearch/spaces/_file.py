@@ -313,7 +313,7 @@ def _parse(
     if "extends" in raw:
         base = _resolve_extends(raw["extends"], src, base_dir, stack)
         entries: dict[str, TrickEntry] = dict(base.tricks)
-        lr, batch_size, notes = base.lr, base.batch_size, list(base.notes)
+        lr, batch_size, notes = base.lr, base.batch_size, list(base.given_notes)
         if description is None:
             description = f"extends {raw['extends']}"
     else:
@@ -324,10 +324,10 @@ def _parse(
         kept: dict[str, TrickEntry] = {}
         for i, trick in enumerate(names):
             spec = known[trick]
-            if trick in tricks_raw:
-                continue
             if trick in entries:
                 kept[trick] = entries[trick]
+                continue
+            if trick in tricks_raw:
                 continue
             if include == "all" and (not spec.searchable or spec.needs_teacher):
                 if spec.needs_teacher:

@@ -474,7 +474,9 @@ class SearchSpace:
 
     ``tricks`` maps trick name -> its space-file form (see :func:`make_entry`) or a TrickEntry.
     ``lr`` and ``batch_size`` are a range, a fixed value, or ``None`` (keep the base recipe's).
-    ``notes`` records what was left out and why (shown by :meth:`describe`).
+    ``notes`` records what was left out and why (shown by :meth:`describe`): the notes given
+    (``given_notes``, e.g. by the space file or :meth:`for_model`) and those the space adds
+    itself (a group member forced on).
     """
 
     def __init__(
@@ -489,7 +491,8 @@ class SearchSpace:
     ) -> None:
         self.name = name
         self.description = description
-        self.notes: list[str] = list(notes)
+        self.given_notes: list[str] = _unique(notes)
+        self.notes: list[str] = list(self.given_notes)
         self.lr = resolve_budget("lr", lr, "budget.lr")
         self.batch_size = resolve_budget("batch_size", batch_size, "budget.batch_size")
         order = list(registered_tricks())
@@ -803,7 +806,7 @@ class SearchSpace:
         """
         tricks = registered_tricks()
         kept: dict[str, TrickEntry] = {}
-        notes = list(self.notes)
+        notes = list(self.given_notes)
         for name, entry in self.tricks.items():
             spec = tricks[name]
             if spec.needs_residual and not traits.get("residual", False):

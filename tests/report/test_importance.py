@@ -1,0 +1,113 @@
+"""Per-trick importance: key -> trick mapping, grouping, normalisation, the default evaluator."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from tricksearch.report._importance import (
+    entry_label,
+    group_by_trick,
+    trick_importance,
+    trick_of_key,
+    tricks_of_params,
+)
+
+
+@pytest.mark.parametrize(
+    ("key", "entry"),
+    [
+        ("loss.label_smoothing", "label_smoothing"),
+        ("loss.label_smoothing.epsilon", "label_smoothing"),
+        ("schedule.cosine.min_lr_factor", "cosine"),
+        ("schedule.decay", "decay"),
+        ("optimizer.optimizer", "optimizer"),
+        ("augment.multiscale.scales", "multiscale"),
+        ("budget.lr", "budget.lr"),
+        ("budget.batch_size", "budget.batch_size"),
+    ],
+)
+def test_trick_of_key(key: str, entry: str) -> None:
+    assert trick_of_key(key) == entry
+
+
+def test_entry_label_marks_group_choices() -> None:
+    assert entry_label("decay") == "decay [group choice]"
+    assert entry_label("label_smoothing") == "label_smoothing"
+
+
+def test_tricks_of_params_reads_switches_and_group_choices() -> None:
+    params = {
+        "budget.lr": 0.1,
+        "loss.label_smoothing": True,
+        "loss.label_smoothing.epsilon": 0.1,
+        "mixing.mixup": False,
+        "schedule.decay": "cosine",
+        "augment.policy": "none",
+    }
+    assert tricks_of_params(params) == ["cosine", "label_smoothing"]
+
+
+def test_group_by_trick_sums_switch_and_params_and_normalises() -> None:
+    raw = {
+        "loss.label_smoothing": 0.2,
+        "loss.label_smoothing.epsilon": 0.2,
+        "schedule.decay": 0.1,
+        "schedule.cosine.min_lr_factor": 0.1,
+        "budget.lr": 0.4,
+    }
+    out = group_by_trick(raw)
+    assert out == pytest.approx(
+        {"label_smoothing": 0.4, "budget.lr": 0.4, "decay": 0.1, "cosine": 0.1}
+    )
+    assert sum(out.values()) == pytest.approx(1.0, abs=1e-6)
+    assert next(iter(out)) in ("label_smoothing", "budget.lr")  # sorted, largest first
+    assert group_by_trick({"loss.flooding": 0.0, "loss.focal": 0.0}) == {
+        "flooding": 0.5, "focal": 0.5}
+    assert group_by_trick({}) == {}
+
+
+def _study(n: int, *, signal: bool = True):
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", study_name="tricksearch")
+    rng = random.Random(1)
+    for _ in range(n):
+        ls = rng.random() < 0.5
+        params = {"loss.label_smoothing": ls, "budget.lr": 10 ** rng.uniform(-3, 0),
+                  "mixing.mixup": rng.random() < 0.5}
+        dists = {"loss.label_smoothing": CategoricalDistribution([False, True]),
+                 "budget.lr": FloatDistribution(1e-3, 1.0, log=True),
+                 "mixing.mixup": CategoricalDistribution([False, True])}
+        if ls:
+            params["loss.label_smoothing.epsilon"] = rng.uniform(0.0, 0.3)
+            dists["loss.label_smoothing.epsilon"] = FloatDistribution(0.0, 0.3)
+        value = 0.9 + (0.05 * ls if signal else 0.0) + rng.uniform(0, 0.005)
+        study.add_trial(create_trial(params=params, distributions=dists, value=value,
+                                     state=TrialState.COMPLETE))
+    return study
+
+
+def test_trick_importance_sums_to_one_and_finds_the_signal() -> None:
+    res = trick_importance(_study(80))
+    assert res.ok and res.reason is None
+    assert res.evaluator == "PedAnovaImportanceEvaluator"  # Optuna 5's default
+    assert sum(res.by_trick.values()) == pytest.approx(1.0, abs=1e-6)
+    assert set(res.by_trick) <= {"label_smoothing", "budget.lr", "mixup"}
+    assert max(res.by_trick, key=res.by_trick.get) == "label_smoothing"
+    assert res.n_complete == 80
+
+
+def test_trick_importance_explains_instead_of_failing() -> None:
+    res = trick_importance(_study(1))
+    assert not res.ok and "at least 2 COMPLETE" in res.reason and res.by_trick == {}
+    import optuna
+
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda t: 0.5 + 0 * t.suggest_float("budget.lr", 0.01, 1.0), n_trials=3)
+    res = trick_importance(study)
+    assert not res.ok and "same value" in res.reason

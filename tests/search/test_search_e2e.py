@@ -1,0 +1,198 @@
+"""End to end: real Ray Tune + OptunaSearch + ASHA searches on digits (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import ray.cloudpickle
+import torch
+from optuna.trial import TrialState
+from torch import nn
+
+import tricksearch
+from tricksearch.cli import main
+from tricksearch.recipe import Recipe, load_recipe
+from tricksearch.search._runner import SearchFailed
+from tricksearch.spaces import load_space, preset_recipe
+
+pytestmark = pytest.mark.slow
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers can't import tests
+
+
+def _study(run: Path) -> optuna.Study:
+    return optuna.load_study(study_name="tricksearch", storage=f"sqlite:///{run / 'study.db'}")
+
+
+def test_cli_search_writes_a_recipe_that_trains_again(tmp_path, capsys) -> None:
+    run = tmp_path / "digits"
+    code = main(["search", "--dataset", "digits", "--model", "cnn-small", "--space", "minimal",
+                 "--trials", "8", "--epochs", "6", "--seeds", "2", "--top-k", "2",
+                 "--out", str(run)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "best recipe:" in out and "vs baseline" in out
+    assert "[8/8]" in out  # the progress display, not Ray's tables
+    assert "Trial name" not in out and "╭" not in out
+
+    study = _study(run)
+    states = [t.state for t in study.trials]
+    assert len(states) == 8
+    assert TrialState.PRUNED in states  # ASHA stopped some, and Optuna was told so
+    assert all(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
+    for t in study.trials:
+        if t.state == TrialState.PRUNED:
+            assert t.user_attrs["epochs"] < 6 and t.intermediate_values
+    # the baseline and bag-of-tricks presets were evaluated first
+    space = load_space("minimal")
+    base = Recipe.from_dict({"model": {"name": "cnn-small"}, "budget": {"epochs": 6}})
+    assert study.trials[0].params == space.point(preset_recipe("baseline", base))
+    assert study.trials[1].params == space.point(preset_recipe("bag-of-tricks", base))
+    assert len((run / "trials.csv").read_text().strip().splitlines()) == 9
+
+    recipe = load_recipe(run / "best_recipe.yaml")
+    prov = recipe.provenance
+    assert set(prov["versions"]) >= {"tricksearch", "torch", "torchvision", "ray", "optuna"}
+    assert prov["search"]["trials"] == {
+        "complete": states.count(TrialState.COMPLETE),
+        "pruned": states.count(TrialState.PRUNED),
+        "fail": 0,
+    }
+    assert prov["search"]["trial_epochs"] < prov["search"]["full_budget_epochs"] == 48
+    assert prov["seeds"] == [0, 1] and len(prov["recipe"]["test_acc"]) == 2
+    assert prov["recipe"]["val_acc_mean"] >= prov["baseline"]["val_acc_mean"] - 1e-12 or (
+        prov["search"]["chosen_from"] != "baseline"
+    )
+
+    # `tricksearch train --recipe` reproduces the seed-0 retraining exactly on the same device
+    # and thread count (trials ran with one thread: --cpus-per-trial 1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code = main(["train", "--recipe", str(run / "best_recipe.yaml"),
+                     "--out", str(tmp_path / "t")])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    metrics = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    assert metrics["val_acc"] == pytest.approx(prov["recipe"]["val_acc"][0], abs=1e-9)
+    assert metrics["test_acc"] == pytest.approx(prov["recipe"]["test_acc"][0], abs=1e-9)
+
+    # the same folder again is refused, pointing at --resume
+    code = main(["search", "--space", "minimal", "--out", str(run)])
+    assert code == 2 and "--resume" in capsys.readouterr().err
+
+
+class DivergingNet(nn.Module):
+    """A linear model whose output turns NaN once a weight exceeds 3: it diverges at high LR."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_channels * 64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.fc(x.flatten(1))
+        if self.fc.weight.detach().abs().max() > 3:
+            out = out * float("nan")
+        return out
+
+
+def _space_file(tmp_path: Path, low: float, high: float) -> str:
+    path = tmp_path / f"space_{low}_{high}.yaml"
+    path.write_text(
+        "include: [label_smoothing]\n"
+        f"budget:\n  lr: {{low: {low}, high: {high}, log: true}}\n  batch_size: 128\n"
+    )
+    return str(path)
+
+
+def test_diverging_trials_fail_and_are_never_chosen(tmp_path) -> None:
+    result = tricksearch.search(
+        dataset="digits", model=DivergingNet, space=_space_file(tmp_path, 0.003, 100.0),
+        trials=8, epochs=4, out=tmp_path / "run", sampler="random", seeds=1, top_k=3, quiet=True,
+    )
+    study = _study(tmp_path / "run")
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed, "the space should contain diverging learning rates"
+    failed_lrs = {t.params["budget.lr"] for t in failed}
+    assert result.best.budget.lr not in failed_lrs
+    assert result.summary["search"]["trials"]["fail"] == len(failed)
+    assert all(c["ok"] for c in result.candidates if c["label"] == result.summary["search"][
+        "chosen_from"])
+
+
+def test_every_trial_failing_is_a_clear_error_and_no_recipe(tmp_path) -> None:
+    with pytest.raises(SearchFailed, match="every trial failed"):
+        tricksearch.search(
+            dataset="digits", model=DivergingNet, space=_space_file(tmp_path, 50.0, 100.0),
+            trials=3, epochs=2, out=tmp_path / "run", sampler="random", seeds=1, quiet=True,
+        )
+    assert not (tmp_path / "run" / "best_recipe.yaml").exists()
+    assert (tmp_path / "run" / "trials.csv").read_text().count("FAIL") == 3
+
+
+def test_interrupted_search_resumes_to_exactly_the_requested_trials(tmp_path) -> None:
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "tricksearch", "search", "--dataset", "digits",
+           "--space", "minimal", "--trials", "12", "--epochs", "8", "--grace-period", "8",
+           "--seeds", "1", "--top-k", "1", "--out", str(run)]
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    deadline = time.monotonic() + 240
+    finished = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+        if (run / "study.db").exists():
+            try:
+                trials = _study(run).trials
+            except Exception:
+                continue
+            finished = sum(t.state.is_finished() for t in trials)
+            if finished >= 3:
+                break
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert "--resume" in err and "Traceback" not in err
+    done_before = sum(t.state.is_finished() for t in _study(run).trials)
+    assert 3 <= done_before < 12
+
+    code = main(["search", "--resume", str(run)])
+    assert code == 0
+    trials = _study(run).trials
+    assert len(trials) == 12
+    assert all(t.state.is_finished() for t in trials)
+    params = [json.dumps(t.params, sort_keys=True) for t in trials]
+    assert len(set(params)) == 12, "no duplicates in the study"
+    assert (run / "best_recipe.yaml").is_file()
+
+
+def test_missing_gpu_is_refused_before_any_trial(tmp_path, capsys) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code = main(["search", "--space", "minimal", "--trials", "2", "--epochs", "1",
+                 "--gpus-per-trial", "1", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "gpus_per_trial: got 1.0" in err and "0 GPU" in err
+    assert len(_study(tmp_path / "run").trials) == 0
+
+
+def test_bad_space_file_is_refused_before_ray_starts(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tricks:\n  label_smoothing: {epsilon: {low: 0.3, high: 0.1}}\n")
+    t0 = time.monotonic()
+    code = main(["search", "--space", str(bad), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "bad.yaml" in err and "epsilon" in err and "low" in err
+    assert not (tmp_path / "run").exists()
+    assert time.monotonic() - t0 < 30

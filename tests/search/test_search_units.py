@@ -1,0 +1,139 @@
+"""Search pieces without a Ray cluster: settings, samplers, the truthful searcher, progress."""
+
+from __future__ import annotations
+
+import io
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tricksearch.errors import ConfigError, ConfigTypeError
+from tricksearch.search import SearchConfig
+from tricksearch.search._progress import ProgressCallback, fmt_duration
+from tricksearch.search._searcher import (
+    TruthfulOptunaSearch,
+    close_running_trials,
+    make_sampler,
+)
+
+
+def space(trial: optuna.Trial) -> None:
+    trial.suggest_float("budget.lr", 0.01, 1.0, log=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "fragment"),
+    [
+        ({"trials": 0}, ConfigError, "trials: got 0"),
+        ({"epochs": -3}, ConfigError, "epochs: got -3"),
+        ({"epochs": "5"}, ConfigTypeError, "epochs: got '5'"),
+        ({"sampler": "bayes"}, ConfigError, "sampler: got 'bayes', expected one of tpe"),
+        ({"metric": "acc"}, ConfigError, "metric: got 'acc'"),
+        ({"grace_period": 20, "epochs": 10}, ConfigError, "grace_period: got 20"),
+        ({"reduction_factor": 1}, ConfigError, "reduction_factor: got 1"),
+        ({"cpus_per_trial": 0}, ConfigError, "cpus_per_trial: got 0"),
+        ({"gpus_per_trial": 2}, ConfigError, "not supported yet"),
+    ],
+)
+def test_settings_refused(kwargs, exc, fragment) -> None:
+    with pytest.raises(exc, match=fragment):
+        SearchConfig(**kwargs)
+
+
+def test_settings_round_trip_and_grace(tmp_path) -> None:
+    c = SearchConfig(epochs=12, trials=5)
+    assert c.grace == 3 and c.mode == "max"
+    assert SearchConfig(epochs=2).grace == 1
+    c.save(tmp_path / "search.json")
+    assert SearchConfig.load(tmp_path) == c
+    with pytest.raises(ConfigError, match="holds no search"):
+        SearchConfig.load(tmp_path / "nope")
+
+
+def test_sampler_needing_a_package_says_what_to_install(monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "cmaes" else real(name)
+    )
+    with pytest.raises(ConfigError, match=r"pip install 'tricksearch\[cmaes\]'"):
+        make_sampler("cmaes", 0, 10)
+    assert isinstance(make_sampler("tpe", 0, 10), optuna.samplers.TPESampler)
+    assert isinstance(make_sampler("random", 0, 10), optuna.samplers.RandomSampler)
+
+
+def _searcher(study_storage, *, adopt: bool = False, offset: int = 0) -> TruthfulOptunaSearch:
+    return TruthfulOptunaSearch(
+        space,
+        metric="val_acc",
+        mode="max",
+        sampler=make_sampler("random", 0, 10, offset=offset),
+        study_name="s",
+        storage=study_storage,
+        max_t=4,
+        adopt_running=adopt,
+    )
+
+
+def test_early_stopped_trials_are_pruned_with_their_values(tmp_path) -> None:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
+    s = _searcher(storage)
+    for tid in ("a", "b", "c"):
+        s.suggest(tid)
+    for step in (1, 2):
+        s.on_trial_result("a", {"val_acc": 0.1 * step, "training_iteration": step})
+    s.on_trial_complete("a", {"val_acc": 0.3, "training_iteration": 3})  # stopped at 3 of 4
+    s.on_trial_complete("b", {"val_acc": 0.9, "training_iteration": 4})  # the full budget
+    s.on_trial_complete("c", None, error=True)
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.COMPLETE, TrialState.FAIL]
+    assert trials[0].intermediate_values == {1: 0.1, 2: 0.2, 3: 0.3}
+    assert trials[0].user_attrs["epochs"] == 3
+    assert trials[1].value == 0.9
+
+
+def test_resume_adopts_interrupted_trials_without_duplicates(tmp_path) -> None:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
+    first = _searcher(storage)
+    p_done = first.suggest("a")
+    p_cut = first.suggest("b")  # interrupted: stays RUNNING
+    first.on_trial_complete("a", {"val_acc": 0.5, "training_iteration": 4})
+    again = _searcher(storage, adopt=True, offset=2)
+    assert again.suggest("x") == p_cut  # the interrupted trial, same parameters
+    fresh = again.suggest("y")
+    assert fresh not in (p_done, p_cut)
+    again.on_trial_complete("x", {"val_acc": 0.6, "training_iteration": 4})
+    again.on_trial_complete("y", {"val_acc": 0.7, "training_iteration": 4})
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert len(trials) == 3
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+
+
+def test_close_running_trials(tmp_path) -> None:
+    study = optuna.create_study(direction="maximize")
+    t1 = study.ask()
+    t1.report(0.4, 1)
+    study.ask()
+    assert close_running_trials(study) == 2
+    assert [t.state for t in study.trials] == [TrialState.PRUNED, TrialState.FAIL]
+
+
+class _T:
+    def __init__(self, tid: str, result: dict) -> None:
+        self.trial_id, self.last_result = tid, result
+
+
+def test_progress_line_counts() -> None:
+    out = io.StringIO()
+    cb = ProgressCallback(total=4, already_done=1, max_t=5, metric="val_acc", mode="max",
+                          stream=out)
+    cb.on_trial_start(0, [], _T("a", {}))
+    cb.on_trial_start(0, [], _T("b", {}))
+    cb.on_trial_complete(0, [], _T("a", {"training_iteration": 5, "val_acc": 0.8}))
+    cb.on_trial_complete(0, [], _T("b", {"training_iteration": 2, "val_acc": 0.9}))
+    cb.on_trial_error(0, [], _T("c", {}))
+    last = out.getvalue().strip().splitlines()[-1]
+    assert last.startswith("[4/4] running 0  pruned 1  failed 1  best val_acc 0.8000")
+    assert fmt_duration(3725) == "1:02:05" and fmt_duration(65) == "1:05"

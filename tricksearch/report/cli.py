@@ -1,0 +1,106 @@
+"""CLI commands of the report package: ``ablate``, ``report``, ``export``, ``show``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tricksearch.cli import _positive_int, command
+from tricksearch.errors import ConfigError
+
+
+# --- ablate ------------------------------------------------------------------------------------
+def _add_ablate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", required=True, help="recipe file (YAML/JSON) to ablate")
+    p.add_argument("--seeds", type=_positive_int("--seeds"), default=3,
+                   help="seeds per row (default: %(default)s)")
+    p.add_argument("--out", help="folder for ablation.json and ablation.md "
+                   "(default: the recipe's folder)")
+    p.add_argument("--parallel", action="store_true",
+                   help="run the trainings as Ray tasks (one CPU each)")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+
+
+@command("ablate", "one-trick-off / one-trick-on table of a recipe, trained with several seeds")
+def run_ablate(args: argparse.Namespace) -> int:
+    from tricksearch.recipe import load_recipe
+    from tricksearch.report._ablation import ablate
+
+    recipe = load_recipe(args.recipe)
+    out = Path(args.out) if args.out else Path(args.recipe).resolve().parent
+    n_on = len(recipe.tricks_on())
+    print(f"ablating {args.recipe}: {n_on} trick(s) on, {2 + 2 * n_on} rows × {args.seeds} "
+          "seed(s)", flush=True)
+    result = ablate(recipe, seeds=args.seeds, parallel=args.parallel, device=args.device,
+                    progress=lambda line: print(line, flush=True))
+    result.source = args.recipe
+    print()
+    print(result.table(), end="")
+    json_path, md_path = result.save(out)
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+# --- report ------------------------------------------------------------------------------------
+def _add_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of a search")
+
+
+@command("report", "write RUN_DIR/report.md with history, importance, ablation and cost figures")
+def run_report(args: argparse.Namespace) -> int:
+    from tricksearch.report._report import write_report
+
+    path = write_report(Path(args.run_dir))
+    print(f"wrote {path}")
+    return 0
+
+
+# --- export ------------------------------------------------------------------------------------
+def _add_export(p: argparse.ArgumentParser) -> None:
+    from tricksearch.report._export import TARGETS
+
+    p.add_argument("recipe", help="recipe file (YAML/JSON)")
+    p.add_argument("--to", required=True, choices=list(TARGETS),
+                   help="; ".join(f"{k}: {v}" for k, v in TARGETS.items()))
+    p.add_argument("--out", help="write to this file instead of stdout")
+
+
+@command("export", "export a recipe for timm's or torchvision's train.py, or as JSON")
+def run_export(args: argparse.Namespace) -> int:
+    from tricksearch.recipe import load_recipe
+    from tricksearch.report._export import export_recipe
+
+    result = export_recipe(load_recipe(args.recipe), args.to)
+    if args.out:
+        out = Path(args.out)
+        if out.is_dir():
+            raise ConfigError(f"--out: {str(out)!r} is a folder; expected a file path.")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(result.text)
+        print(f"wrote {out}")
+    else:
+        sys.stdout.write(result.text)
+    if result.unsupported:
+        print(
+            f"note: {len(result.unsupported)} part(s) of the recipe cannot be expressed for "
+            f"{args.to} and are NOT in the output: {', '.join(result.unsupported)} "
+            "(reasons in the comment block at its top)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+# --- show --------------------------------------------------------------------------------------
+def _add_show(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", help="recipe file (YAML/JSON)")
+
+
+@command("show", "print a recipe: tricks on by family, data/model/budget, and its evidence")
+def run_show(args: argparse.Namespace) -> int:
+    from tricksearch.recipe import load_recipe
+    from tricksearch.report._show import show_recipe
+
+    print(f"recipe: {args.recipe}")
+    sys.stdout.write(show_recipe(load_recipe(args.recipe)))
+    return 0
