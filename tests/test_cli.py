@@ -73,8 +73,20 @@ def test_bad_recipe_value_names_file_and_field(capsys, tmp_path) -> None:
 def test_train_digits_reaches_95_percent(capsys, tmp_path) -> None:
     out = tmp_path / "run"
     code, stdout, _ = run(
-        capsys, "train", "--dataset", "digits", "--model", "cnn-small", "--epochs", "20",
-        "--seed", "0", "--device", "cpu", "--out", str(out),
+        capsys,
+        "train",
+        "--dataset",
+        "digits",
+        "--model",
+        "cnn-small",
+        "--epochs",
+        "20",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
     )
     assert code == 0
     assert sum(line.startswith("epoch ") for line in stdout.splitlines()) == 20
@@ -90,7 +102,9 @@ def test_train_digits_reaches_95_percent(capsys, tmp_path) -> None:
 def test_python_dash_m_entry_point(tmp_path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "tricksearch", "train", "--epochs", "1", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert "epoch 1/1" in proc.stdout and "test_acc" in proc.stdout

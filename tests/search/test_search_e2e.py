@@ -33,9 +33,27 @@ def _study(run: Path) -> optuna.Study:
 
 def test_cli_search_writes_a_recipe_that_trains_again(tmp_path, capsys) -> None:
     run = tmp_path / "digits"
-    code = main(["search", "--dataset", "digits", "--model", "cnn-small", "--space", "minimal",
-                 "--trials", "8", "--epochs", "6", "--seeds", "2", "--top-k", "2",
-                 "--out", str(run)])
+    code = main(
+        [
+            "search",
+            "--dataset",
+            "digits",
+            "--model",
+            "cnn-small",
+            "--space",
+            "minimal",
+            "--trials",
+            "8",
+            "--epochs",
+            "6",
+            "--seeds",
+            "2",
+            "--top-k",
+            "2",
+            "--out",
+            str(run),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "best recipe:" in out and "vs baseline" in out
@@ -76,8 +94,9 @@ def test_cli_search_writes_a_recipe_that_trains_again(tmp_path, capsys) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        code = main(["train", "--recipe", str(run / "best_recipe.yaml"),
-                     "--out", str(tmp_path / "t")])
+        code = main(
+            ["train", "--recipe", str(run / "best_recipe.yaml"), "--out", str(tmp_path / "t")]
+        )
     finally:
         torch.set_num_threads(threads)
     assert code == 0
@@ -115,8 +134,16 @@ def _space_file(tmp_path: Path, low: float, high: float) -> str:
 
 def test_diverging_trials_fail_and_are_never_chosen(tmp_path) -> None:
     result = tricksearch.search(
-        dataset="digits", model=DivergingNet, space=_space_file(tmp_path, 0.003, 100.0),
-        trials=8, epochs=4, out=tmp_path / "run", sampler="random", seeds=1, top_k=3, quiet=True,
+        dataset="digits",
+        model=DivergingNet,
+        space=_space_file(tmp_path, 0.003, 100.0),
+        trials=8,
+        epochs=4,
+        out=tmp_path / "run",
+        sampler="random",
+        seeds=1,
+        top_k=3,
+        quiet=True,
     )
     study = _study(tmp_path / "run")
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
@@ -124,15 +151,23 @@ def test_diverging_trials_fail_and_are_never_chosen(tmp_path) -> None:
     failed_lrs = {t.params["budget.lr"] for t in failed}
     assert result.best.budget.lr not in failed_lrs
     assert result.summary["search"]["trials"]["fail"] == len(failed)
-    assert all(c["ok"] for c in result.candidates if c["label"] == result.summary["search"][
-        "chosen_from"])
+    assert all(
+        c["ok"] for c in result.candidates if c["label"] == result.summary["search"]["chosen_from"]
+    )
 
 
 def test_every_trial_failing_is_a_clear_error_and_no_recipe(tmp_path) -> None:
     with pytest.raises(SearchFailed, match="every trial failed"):
         tricksearch.search(
-            dataset="digits", model=DivergingNet, space=_space_file(tmp_path, 50.0, 100.0),
-            trials=3, epochs=2, out=tmp_path / "run", sampler="random", seeds=1, quiet=True,
+            dataset="digits",
+            model=DivergingNet,
+            space=_space_file(tmp_path, 50.0, 100.0),
+            trials=3,
+            epochs=2,
+            out=tmp_path / "run",
+            sampler="random",
+            seeds=1,
+            quiet=True,
         )
     assert not (tmp_path / "run" / "best_recipe.yaml").exists()
     assert (tmp_path / "run" / "trials.csv").read_text().count("FAIL") == 3
@@ -140,12 +175,30 @@ def test_every_trial_failing_is_a_clear_error_and_no_recipe(tmp_path) -> None:
 
 def test_interrupted_search_resumes_to_exactly_the_requested_trials(tmp_path) -> None:
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "tricksearch", "search", "--dataset", "digits",
-           "--space", "minimal", "--trials", "12", "--epochs", "8", "--grace-period", "8",
-           "--seeds", "1", "--top-k", "1", "--out", str(run)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tricksearch",
+        "search",
+        "--dataset",
+        "digits",
+        "--space",
+        "minimal",
+        "--trials",
+        "12",
+        "--epochs",
+        "8",
+        "--grace-period",
+        "8",
+        "--seeds",
+        "1",
+        "--top-k",
+        "1",
+        "--out",
+        str(run),
+    ]
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 240
     finished = 0
     while time.monotonic() < deadline and proc.poll() is None:
@@ -179,8 +232,21 @@ def test_interrupted_search_resumes_to_exactly_the_requested_trials(tmp_path) ->
 def test_missing_gpu_is_refused_before_any_trial(tmp_path, capsys) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    code = main(["search", "--space", "minimal", "--trials", "2", "--epochs", "1",
-                 "--gpus-per-trial", "1", "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "search",
+            "--space",
+            "minimal",
+            "--trials",
+            "2",
+            "--epochs",
+            "1",
+            "--gpus-per-trial",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "gpus_per_trial: got 1.0" in err and "0 GPU" in err

@@ -127,8 +127,9 @@ class _T:
 
 def test_progress_line_counts() -> None:
     out = io.StringIO()
-    cb = ProgressCallback(total=4, already_done=1, max_t=5, metric="val_acc", mode="max",
-                          stream=out)
+    cb = ProgressCallback(
+        total=4, already_done=1, max_t=5, metric="val_acc", mode="max", stream=out
+    )
     cb.on_trial_start(0, [], _T("a", {}))
     cb.on_trial_start(0, [], _T("b", {}))
     cb.on_trial_complete(0, [], _T("a", {"training_iteration": 5, "val_acc": 0.8}))

@@ -227,7 +227,10 @@ def _timm(recipe: Recipe) -> ExportResult:
     args["opt"] = name
     wd = on.get("weight_decay", {}).get("value", 0.0)
     args["weight_decay"] = _num(wd)
-    if "weight_decay" in on and "no_bias_decay" not in on:
+    if "no_bias_decay" in on:
+        log.approx_note("no_bias_decay: timm's train.py exempts biases and norm weights from "
+                        "weight decay by default; nothing to write.")
+    elif "weight_decay" in on:
         log.approx_note(
             "weight decay: timm's train.py never decays biases and norm weights (as if "
             "no_bias_decay were on); the recipe decays them."

@@ -63,7 +63,7 @@ def plot_history(
     ax = fig.add_subplot()
     complete = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
     pruned = [t for t in trials if t.state == "PRUNED" and t.value is not None]
-    failed = [t for t in trials if t.state == "FAIL" or (t.state != "COMPLETE" and t.value is None)]
+    failed = [t for t in trials if t.state == "FAIL"]
     values = [t.value for t in complete + pruned if t.value is not None and math.isfinite(t.value)]
     if pruned:
         ax.scatter([t.number for t in pruned], [t.value for t in pruned], s=28,
@@ -95,8 +95,10 @@ def plot_history(
     ax.set_xlabel("trial number")
     ax.set_ylabel(metric)
     n = len(trials)
+    running = n - len(complete) - len(pruned) - len(failed)
     ax.set_title(f"Optimization history: {n} trials, {len(complete)} complete, "
-                 f"{len(pruned)} pruned, {len(failed)} failed")
+                 f"{len(pruned)} pruned, {len(failed)} failed"
+                 + (f", {running} unfinished" if running else ""))
     ax.grid(alpha=0.3)
     if trials:
         ax.legend(loc="best", fontsize=8)

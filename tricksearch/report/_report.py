@@ -64,7 +64,6 @@ def load_study(run_dir: str | Path) -> Any:
         )
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = f"sqlite:///{db.resolve()}"
     try:
         return optuna.load_study(study_name=STUDY_NAME, storage=url)
@@ -201,6 +200,7 @@ def write_report(run_dir: str | Path) -> Path:
 def _summary(config: dict[str, Any], prov: dict[str, Any], recipe: Recipe | None,
              points: list[TrialPoint], metric: str) -> list[str]:
     counts = {s: sum(p.state == s for p in points) for s in ("COMPLETE", "PRUNED", "FAIL")}
+    unfinished = len(points) - sum(counts.values())
     ds = (prov.get("dataset") or {}).get("name") or config.get("dataset") or (
         recipe.data.dataset if recipe else "?")
     model = prov.get("model") or config.get("model") or (recipe.model.name if recipe else "?")
@@ -212,7 +212,8 @@ def _summary(config: dict[str, Any], prov: dict[str, Any], recipe: Recipe | None
              f"- space `{config.get('space') or search.get('space', '?')}`, sampler "
              f"`{config.get('sampler') or search.get('sampler', '?')}`, metric `{metric}`",
              f"- {len(points)} trials: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned "
-             f"by ASHA, {counts['FAIL']} failed"]
+             f"by ASHA, {counts['FAIL']} failed"
+             + (f", {unfinished} unfinished (search still running?)" if unfinished else "")]
     if recipe is not None:
         on = list(recipe.tricks_on())
         lines.append(f"- best recipe: {', '.join(on) if on else 'no trick (the baseline)'}")

@@ -103,8 +103,9 @@ def evidence_lines(prov: dict[str, Any], indent: str = "  ") -> list[str]:
                 f"(ASHA saved {100 * (1 - spent / full):.0f} %)"
             )
         if search.get("chosen_from"):
-            lines.append(f"{indent}  chosen from: {search['chosen_from']} "
-                         f"(candidates from {search.get('candidates_from', '?')} trials)")
+            source = search.get("candidates_from")
+            lines.append(f"{indent}  chosen from: {search['chosen_from']}"
+                         + (f" (candidates from {source} trials)" if source else ""))
         if search.get("seconds") is not None:
             lines.append(f"{indent}  search time: {search['seconds']} s")
     ds = prov.get("dataset")

@@ -184,8 +184,11 @@ def _for_device(space: Any, device: str) -> Any:
         raw = space.to_dict()
         raw["tricks"]["low_precision"]["dtype"] = "bf16"
         new = space_from_dict(raw, source=f"space {space.name!r}", name=space.name)
-        new.notes = [*space.notes, "low_precision: fp16 is not searched on CPU (only bf16 runs "
-                     "there); give --gpus-per-trial to search it"]
+        new.notes = [
+            *space.notes,
+            "low_precision: fp16 is not searched on CPU (only bf16 runs "
+            "there); give --gpus-per-trial to search it",
+        ]
         return new
     return space
 
@@ -304,11 +307,15 @@ def run_search(
         cache_dir=cache_dir,
     )
     t_start = time.monotonic()
+    timings: dict[str, float] = {}
     interrupted = False
     with _sigterm_as_interrupt():
         try:
-            with _ray_session(config, run_dir) as (slots, console):
-                out = open(os.devnull, "w") if quiet else console
+            with (
+                _ray_session(config, run_dir, timings) as (slots, console),
+                contextlib.ExitStack() as st,
+            ):
+                out = st.enter_context(open(os.devnull, "w")) if quiet else console
                 if remaining > 0:
                     _say(
                         out,
@@ -317,6 +324,7 @@ def run_search(
                         f"{config.epochs} epochs each, {slots} at a time; Ray's log: "
                         f"{run_dir / 'ray.log'}",
                     )
+                    t_tune = time.monotonic()
                     _tune(
                         config,
                         run_dir,
@@ -331,14 +339,15 @@ def run_search(
                         resume,
                         out,
                     )
+                    timings["tune_seconds"] = time.monotonic() - t_tune
                 study = optuna.load_study(study_name="tricksearch", storage=storage)
                 from tricksearch.search._searcher import close_running_trials
 
                 close_running_trials(study)
                 _write_trials_csv(study, run_dir / "trials.csv")
-                return _finish(
-                    config, run_dir, base, space, study, ctx, slots, out, time.monotonic() - t_start
-                )
+                timings["slots"] = slots
+                timings["seconds"] = time.monotonic() - t_start
+                return _finish(config, run_dir, base, space, study, ctx, slots, out, timings)
         except KeyboardInterrupt:
             interrupted = True
     if interrupted:
@@ -354,7 +363,9 @@ def run_search(
 
 
 @contextlib.contextmanager
-def _ray_session(config: SearchConfig, run_dir: Path) -> Iterator[tuple[int, IO[str]]]:
+def _ray_session(
+    config: SearchConfig, run_dir: Path, timings: dict[str, float]
+) -> Iterator[tuple[int, IO[str]]]:
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -362,6 +373,7 @@ def _ray_session(config: SearchConfig, run_dir: Path) -> Iterator[tuple[int, IO[
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     with _ray_output_to(run_dir / "ray.log") as console:
         started = False
+        t0 = time.monotonic()
         if not ray.is_initialized():
             ray.init(
                 address=config.address,
@@ -372,6 +384,7 @@ def _ray_session(config: SearchConfig, run_dir: Path) -> Iterator[tuple[int, IO[
                 runtime_env=None,
             )
             started = True
+        timings["ray_start_seconds"] = time.monotonic() - t0
         try:
             yield _check_resources(config), console
         finally:
@@ -506,8 +519,10 @@ def _pick_candidates(study: Any, config: SearchConfig) -> list[Any]:
         if (t.state == TrialState.COMPLETE and t.value is not None)
         or (t.state == TrialState.PRUNED and t.intermediate_values)
     ]
-    usable.sort(key=lambda t: (t.state == TrialState.COMPLETE, _trial_epochs(t), sign * _score(t)),
-                reverse=True)
+    usable.sort(
+        key=lambda t: (t.state == TrialState.COMPLETE, _trial_epochs(t), sign * _score(t)),
+        reverse=True,
+    )
     chosen, seen = [], []
     for t in usable:
         if t.params in seen:
@@ -558,7 +573,7 @@ def _finish(
     ctx: Any,
     slots: int,
     out: IO[str],
-    search_seconds: float,
+    timings: dict[str, float],
 ) -> SearchResult:
     from optuna.trial import TrialState
 
@@ -593,8 +608,9 @@ def _finish(
     jobs = [(label, recipes[label].to_dict(), s) for label in set(alias.values()) for s in seeds]
     jobs.sort(key=lambda j: (j[0] != "baseline", j[0], j[2]))
     trained = _retrain(jobs, ctx, config, out)
-    results = [r | {"label": label} for label in recipes for r in trained
-               if r["label"] == alias[label]]
+    results = [
+        r | {"label": label} for label in recipes for r in trained if r["label"] == alias[label]
+    ]
 
     table: list[dict[str, Any]] = []
     for label, recipe in recipes.items():
@@ -655,7 +671,13 @@ def _finish(
             "full_budget_epochs": len(trials) * config.epochs,
             "chosen_from": winner["label"],
             "candidates": [f"trial {t.number}" for t in candidates],
-            "seconds": round(search_seconds, 1),
+            "seconds": round(timings["seconds"], 1),
+            "ray_start_seconds": round(timings.get("ray_start_seconds", 0.0), 2),
+            "tune_seconds": round(timings.get("tune_seconds", 0.0), 2),
+            "slots": slots,
+            "trial_train_seconds": round(
+                sum(float(t.user_attrs.get("train_seconds", 0.0)) for t in trials), 2
+            ),
         },
         "seeds": seeds,
         "recipe": win_ev,

@@ -131,6 +131,8 @@ class TruthfulOptunaSearch(OptunaSearch):
             ot_trial.set_user_attr("epochs", step)
             if result is not None and "time_total_s" in result:
                 ot_trial.set_user_attr("seconds", float(result["time_total_s"]))
+            if result is not None and "train_seconds" in result:
+                ot_trial.set_user_attr("train_seconds", float(result["train_seconds"]))
         if error or value is None:
             self._tell(ot_trial, None, TrialState.FAIL)
         elif step < self._max_t:

@@ -60,7 +60,10 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     recipe = ctx.space.to_recipe(Recipe.from_dict(ctx.base), config)
     data = _data_for(recipe, ctx)
 
+    spent = [0.0]
+
     def report(m: Any) -> None:
+        spent[0] += m.epoch_seconds
         tune.report(
             {
                 "val_acc": m.val_acc,
@@ -68,6 +71,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                 "train_loss": m.train_loss,
                 "epoch": m.epoch,
                 "epoch_seconds": m.epoch_seconds,
+                "train_seconds": spent[0],  # the trial's own training (+ val) time so far
             }
         )
 
