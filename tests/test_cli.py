@@ -32,7 +32,7 @@ def test_listings(capsys) -> None:
 @pytest.mark.parametrize(
     ("argv", "fragments"),
     [
-        (["train", "--epochs", "-3"], ["--epochs", "-3", "positive integer"]),
+        (["train", "--epochs", "-3"], ["--epochs", "-3", "integer >= 1"]),
         (["train", "--epochs", "ten"], ["--epochs", "'ten'"]),
         (["train", "--recipe", "nope.yaml"], ["recipe", "nope.yaml", "no file"]),
         (["train", "--dataset", "imagenet"], ["imagenet", "digits"]),

@@ -37,34 +37,32 @@ def command(name: str, help: str) -> Callable[[Handler], Handler]:
 _HELP: dict[str, str] = {}
 
 
-def _positive_int(field: str) -> Callable[[str], int]:
-    def parse(text: str) -> int:
+def number_arg(
+    field: str, kind: type = int, *, minimum: float = 1, strict: bool = False
+) -> Callable[[str], Any]:
+    """An argparse ``type=`` that parses ``kind`` and refuses values below ``minimum`` (or equal
+    to it when ``strict``), naming the option, the value and what is allowed."""
+    noun = "an integer" if kind is int else "a number"
+    allowed = f"{noun} {'>' if strict else '>='} {minimum:g}"
+
+    def parse(text: str) -> Any:
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{field}: got {text!r}, expected a positive integer"
-            ) from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{field}: got {value}, expected a positive integer")
+            raise argparse.ArgumentTypeError(f"got {text!r}, expected {allowed}") from None
+        if value < minimum or (strict and value == minimum) or value != value:  # NaN too
+            raise argparse.ArgumentTypeError(f"got {text}, expected {allowed}")
         return value
 
     return parse
+
+
+def _positive_int(field: str) -> Callable[[str], int]:
+    return number_arg(field, int, minimum=1)
 
 
 def _nonneg_int(field: str) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{field}: got {text!r}, expected an integer >= 0"
-            ) from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{field}: got {value}, expected an integer >= 0")
-        return value
-
-    return parse
+    return number_arg(field, int, minimum=0)
 
 
 def _print_table(rows: list[tuple[str, str]]) -> None:
@@ -203,14 +201,21 @@ def _load_extra_commands() -> None:
                 raise
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus where to get help), not the whole usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     _load_extra_commands()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tricksearch",
         description="Find the combination of training tricks that works for your dataset.",
     )
     parser.add_argument("--version", action="version", version=f"tricksearch {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (adder, _) in _COMMANDS.items():
         p = sub.add_parser(name, help=_HELP[name], description=_HELP[name])
         adder(p)

@@ -3,40 +3,19 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
-from tricksearch.cli import _nonneg_int, _positive_int, command
+from tricksearch.cli import _nonneg_int, _positive_int, command, number_arg
 from tricksearch.search._config import METRICS, SAMPLERS, SearchConfig
 
 
-def _positive_float(field: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{field}: got {text!r}, expected a positive number"
-            ) from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{field}: got {text}, expected a positive number")
-        return value
-
-    return parse
+def _positive_float(field: str) -> Callable[[str], float]:
+    return number_arg(field, float, minimum=0, strict=True)
 
 
-def _nonneg_float(field: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{field}: got {text!r}, expected a number >= 0"
-            ) from None
-        if not value >= 0:
-            raise argparse.ArgumentTypeError(f"{field}: got {text}, expected a number >= 0")
-        return value
-
-    return parse
+def _nonneg_float(field: str) -> Callable[[str], float]:
+    return number_arg(field, float, minimum=0)
 
 
 def _add_search(p: argparse.ArgumentParser) -> None:
