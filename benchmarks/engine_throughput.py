@@ -66,7 +66,9 @@ def reference_loop(recipe: Recipe, data: DatasetSplits, workers: int) -> tuple[f
     b = recipe.budget
     kwargs = dict(num_workers=workers, persistent_workers=workers > 0)
     train = DataLoader(
-        _PerSampleDataset(data.x_train, data.y_train, train_tf), b.batch_size, shuffle=True,
+        _PerSampleDataset(data.x_train, data.y_train, train_tf),
+        b.batch_size,
+        shuffle=True,
         **kwargs,
     )
     val = DataLoader(_PerSampleDataset(data.x_val, data.y_val, eval_tf), 1024, **kwargs)
@@ -115,10 +117,15 @@ def main() -> None:
         }
     )
     n = len(data.y_train) * args.epochs
-    print(f"dataset {name}: {len(data.y_train)} training images x {args.epochs} epochs, "
-          f"cnn-small, batch {args.batch_size}, flip + crop(2), {torch.get_num_threads()} threads")
-    fit(recipe.with_changes(budget=recipe.budget.to_dict() | {"epochs": 1}), data=data,
-        device=args.device)  # warm-up (allocator, kernels)
+    print(
+        f"dataset {name}: {len(data.y_train)} training images x {args.epochs} epochs, "
+        f"cnn-small, batch {args.batch_size}, flip + crop(2), {torch.get_num_threads()} threads"
+    )
+    fit(
+        recipe.with_changes(budget=recipe.budget.to_dict() | {"epochs": 1}),
+        data=data,
+        device=args.device,
+    )  # warm-up (allocator, kernels)
     t0 = time.perf_counter()
     res = fit(recipe, data=data, device=args.device)
     t_engine = time.perf_counter() - t0

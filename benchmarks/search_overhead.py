@@ -61,8 +61,10 @@ def main() -> None:
     slots = s["slots"]
     tune_capacity = slots * s["tune_seconds"]
     with_start = slots * (s["tune_seconds"] + s["ray_start_seconds"])
-    print(f"{args.trials} trials of {args.model} on {dataset}, {args.epochs} epochs each, "
-          f"{slots} parallel slots; mean trial training time {statistics.fmean(per_trial):.1f} s")
+    print(
+        f"{args.trials} trials of {args.model} on {dataset}, {args.epochs} epochs each, "
+        f"{slots} parallel slots; mean trial training time {statistics.fmean(per_trial):.1f} s"
+    )
     print(f"{'':<40}{'seconds':>10}")
     print(f"{'sum of trials own training time':<40}{train:>10.1f}")
     print(f"{'slots x tuning wall time':<40}{tune_capacity:>10.1f}")

@@ -70,7 +70,7 @@ def load_yaml(text: str) -> Any:
     """Parse YAML as tricksearch files are read (``1e-3`` is a float)."""
     import yaml
 
-    return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_yaml_loader())
 
 
 def _check_mapping(raw: Any, where: str) -> dict[str, Any]:
@@ -99,7 +99,7 @@ _DATA_PARAMS = (
         "test_fraction", "float", 0.2, "test fraction when the dataset has no test set", 0.01, 0.9
     ),
     Param("split_seed", "int", 0, "seed of the train/val/test split", 0),
-    Param("skip_corrupt", "bool", False, "skip unreadable image files (counted) instead of failing"),
+    Param("skip_corrupt", "bool", False, "skip unreadable image files (counted), not fail"),
 )
 _MODEL_NAME = Param("name", "str", "cnn-small", "model registry name or `torchvision:NAME`")
 _BUDGET_PARAMS = (

@@ -59,10 +59,14 @@ def test_rows_deltas_and_noise(fake_training) -> None:
     res = ablate(Recipe.from_dict(THREE), seeds=3, progress=lines.append)
     labels = [r.label for r in res.rows]
     assert labels == [
-        "recipe", "baseline",
-        "− cosine → constant", "+ cosine",
-        "− label_smoothing", "+ label_smoothing",
-        "− mixup", "+ mixup",
+        "recipe",
+        "baseline",
+        "− cosine → constant",
+        "+ cosine",
+        "− label_smoothing",
+        "+ label_smoothing",
+        "− mixup",
+        "+ mixup",
     ]
     assert res.seeds == [0, 1, 2] and res.trainings == 8 * 3
     assert len(lines) == 24 and lines[0].startswith("[1/24]") and "val_acc" in lines[0]

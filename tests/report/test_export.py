@@ -15,15 +15,20 @@ from tricksearch.report._export import torchvision_ema_decay
 
 
 def _recipe(**sections) -> Recipe:
-    raw = {"data": {"dataset": "digits"}, "model": {"name": "torchvision:resnet18"},
-           "budget": {"epochs": 20, "batch_size": 128, "lr": 0.1, "seed": 3}}
+    raw = {
+        "data": {"dataset": "digits"},
+        "model": {"name": "torchvision:resnet18"},
+        "budget": {"epochs": 20, "batch_size": 128, "lr": 0.1, "seed": 3},
+    }
     raw.update(sections)
     return Recipe.from_dict(raw)
 
 
 SHARED = _recipe(
-    schedule={"warmup": {"epochs": 3, "kind": "linear", "start_factor": 0.1},
-              "cosine": {"min_lr_factor": 0.01}},
+    schedule={
+        "warmup": {"epochs": 3, "kind": "linear", "start_factor": 0.1},
+        "cosine": {"min_lr_factor": 0.01},
+    },
     loss={"label_smoothing": {"epsilon": 0.15}},
     mixing={"mixup": {"alpha": 0.2}, "cutmix": {"alpha": 1.0}},
     optimizer={"adamw": {}, "weight_decay": {"value": 0.05}, "no_bias_decay": {}},
@@ -65,24 +70,42 @@ def test_timm_defaults_that_differ_are_written_out() -> None:
 @pytest.mark.parametrize(
     ("sections", "expected"),
     [
-        ({"schedule": {"step": {"every_fraction": 0.25, "gamma": 0.2}}},
-         {"sched": "step", "decay_epochs": 5.0, "decay_rate": 0.2}),
+        (
+            {"schedule": {"step": {"every_fraction": 0.25, "gamma": 0.2}}},
+            {"sched": "step", "decay_epochs": 5.0, "decay_rate": 0.2},
+        ),
         ({"schedule": {"linear": {"min_lr_factor": 0.0}}}, {"sched": "poly", "decay_rate": 1.0}),
-        ({"optimizer": {"sgd": {"momentum": 0.95, "nesterov": True}}},
-         {"opt": "nesterov", "momentum": 0.95}),
-        ({"optimizer": {"radam": {}, "lookahead": {"k": 6, "alpha": 0.5}}},
-         {"opt": "lookahead_radam"}),
+        (
+            {"optimizer": {"sgd": {"momentum": 0.95, "nesterov": True}}},
+            {"opt": "nesterov", "momentum": 0.95},
+        ),
+        (
+            {"optimizer": {"radam": {}, "lookahead": {"k": 6, "alpha": 0.5}}},
+            {"opt": "lookahead_radam"},
+        ),
         ({"augment": {"randaugment": {"num_ops": 2, "magnitude": 9}}}, {"aa": "rand-m3-n2-p1.0"}),
         ({"augment": {"autoaugment": {"policy": "imagenet"}}}, {"aa": "original"}),
-        ({"procedure": {"low_precision": {"dtype": "bf16"}}},
-         {"amp": True, "amp_dtype": "bfloat16"}),
+        (
+            {"procedure": {"low_precision": {"dtype": "bf16"}}},
+            {"amp": True, "amp_dtype": "bfloat16"},
+        ),
         ({"optimizer": {"grad_clip": {"max_norm": 2.0}}}, {"clip_grad": 2.0}),
         ({"model_tweaks": {"dropout": {"p": 0.3}}}, {"drop": 0.3}),
-        ({"schedule": {"cosine_restarts": {"t0_epochs": 5, "t_mult": 2}}},
-         {"sched": "cosine", "epochs": 5, "lr_cycle_mul": 2.0, "lr_cycle_limit": 2,
-          "lr_cycle_decay": 1.0, "cooldown_epochs": 5}),
-        ({"schedule": {"lr_scaling": {"rule": "sqrt", "reference_batch": 256}}},
-         {"lr_base": 0.1, "lr_base_size": 256, "lr_base_scale": "sqrt"}),
+        (
+            {"schedule": {"cosine_restarts": {"t0_epochs": 5, "t_mult": 2}}},
+            {
+                "sched": "cosine",
+                "epochs": 5,
+                "lr_cycle_mul": 2.0,
+                "lr_cycle_limit": 2,
+                "lr_cycle_decay": 1.0,
+                "cooldown_epochs": 5,
+            },
+        ),
+        (
+            {"schedule": {"lr_scaling": {"rule": "sqrt", "reference_batch": 256}}},
+            {"lr_base": 0.1, "lr_base_size": 256, "lr_base_scale": "sqrt"},
+        ),
     ],
 )
 def test_timm_mappings(sections: dict, expected: dict) -> None:
@@ -102,7 +125,8 @@ def test_timm_lists_what_it_cannot_express() -> None:
     )
     res = export_recipe(recipe, "timm")
     assert {"flooding", "ricap", "adabound", "lookahead.k", "trivialaugment"} <= set(
-        res.unsupported)
+        res.unsupported
+    )
     header = res.text.split("\nmodel:")[0]
     for name in res.unsupported:
         assert f"#   - {name}:" in header
@@ -126,8 +150,7 @@ def test_torchvision_round_trip_with_argparse() -> None:
     assert args["norm_weight_decay"] == 0.0 and args["bias_weight_decay"] == 0.0
     assert args["random_erase"] == 0.25
     assert args["model_ema"] and args["model_ema_steps"] == 1
-    back = torchvision_ema_decay(args["model_ema_decay"], epochs=20, batch_size=128,
-                                 inverse=True)
+    back = torchvision_ema_decay(args["model_ema_decay"], epochs=20, batch_size=128, inverse=True)
     assert back == pytest.approx(0.999, abs=1e-12)
     assert res.unsupported == []
 
@@ -148,7 +171,12 @@ def test_torchvision_command_parses_with_shlex_and_a_plain_parser() -> None:
     p.add_argument("--cutmix-alpha", type=float)
     ns, _ = p.parse_known_args(words[2:])
     assert (ns.label_smoothing, ns.lr, ns.weight_decay, ns.mixup_alpha, ns.cutmix_alpha) == (
-        0.15, 0.1, 0.05, 0.2, 1.0)
+        0.15,
+        0.1,
+        0.05,
+        0.2,
+        1.0,
+    )
 
 
 def test_torchvision_lists_what_it_cannot_express() -> None:
@@ -161,9 +189,19 @@ def test_torchvision_lists_what_it_cannot_express() -> None:
         procedure={"low_precision": {"dtype": "bf16"}, "adversarial": {}},
     )
     res = export_recipe(recipe, "torchvision")
-    assert {"linear", "flooding", "focal", "ricap", "mixup.prob", "radam", "lookahead",
-            "randaugment.num_ops", "random_crop", "low_precision", "adversarial"} <= set(
-        res.unsupported)
+    assert {
+        "linear",
+        "flooding",
+        "focal",
+        "ricap",
+        "mixup.prob",
+        "radam",
+        "lookahead",
+        "randaugment.num_ops",
+        "random_crop",
+        "low_precision",
+        "adversarial",
+    } <= set(res.unsupported)
     args = parse_torchvision_command(res.text)
     assert args["opt"] == "sgd"  # radam replaced by the group default
     assert args["lr_scheduler"] == "steplr" and args["lr_gamma"] == 1.0  # constant instead

@@ -64,7 +64,9 @@ def test_group_by_trick_sums_switch_and_params_and_normalises() -> None:
     assert sum(out.values()) == pytest.approx(1.0, abs=1e-6)
     assert next(iter(out)) in ("label_smoothing", "budget.lr")  # sorted, largest first
     assert group_by_trick({"loss.flooding": 0.0, "loss.focal": 0.0}) == {
-        "flooding": 0.5, "focal": 0.5}
+        "flooding": 0.5,
+        "focal": 0.5,
+    }
     assert group_by_trick({}) == {}
 
 
@@ -78,17 +80,23 @@ def _study(n: int, *, signal: bool = True):
     rng = random.Random(1)
     for _ in range(n):
         ls = rng.random() < 0.5
-        params = {"loss.label_smoothing": ls, "budget.lr": 10 ** rng.uniform(-3, 0),
-                  "mixing.mixup": rng.random() < 0.5}
-        dists = {"loss.label_smoothing": CategoricalDistribution([False, True]),
-                 "budget.lr": FloatDistribution(1e-3, 1.0, log=True),
-                 "mixing.mixup": CategoricalDistribution([False, True])}
+        params = {
+            "loss.label_smoothing": ls,
+            "budget.lr": 10 ** rng.uniform(-3, 0),
+            "mixing.mixup": rng.random() < 0.5,
+        }
+        dists = {
+            "loss.label_smoothing": CategoricalDistribution([False, True]),
+            "budget.lr": FloatDistribution(1e-3, 1.0, log=True),
+            "mixing.mixup": CategoricalDistribution([False, True]),
+        }
         if ls:
             params["loss.label_smoothing.epsilon"] = rng.uniform(0.0, 0.3)
             dists["loss.label_smoothing.epsilon"] = FloatDistribution(0.0, 0.3)
         value = 0.9 + (0.05 * ls if signal else 0.0) + rng.uniform(0, 0.005)
-        study.add_trial(create_trial(params=params, distributions=dists, value=value,
-                                     state=TrialState.COMPLETE))
+        study.add_trial(
+            create_trial(params=params, distributions=dists, value=value, state=TrialState.COMPLETE)
+        )
     return study
 
 

@@ -22,18 +22,37 @@ def _provenance() -> dict:
         "model": "cnn-small",
         "budget": {"epochs": 6},
         "search": {
-            "space": "default", "sampler": "tpe", "seed": 0, "metric": "val_acc",
-            "trials_requested": 30, "trials": {"complete": 18, "pruned": 9, "fail": 3},
-            "trial_epochs": 120, "full_budget_epochs": 180, "chosen_from": "trial 7",
-            "candidates_from": "complete", "seconds": 12.5,
+            "space": "default",
+            "sampler": "tpe",
+            "seed": 0,
+            "metric": "val_acc",
+            "trials_requested": 30,
+            "trials": {"complete": 18, "pruned": 9, "fail": 3},
+            "trial_epochs": 120,
+            "full_budget_epochs": 180,
+            "chosen_from": "trial 7",
+            "candidates_from": "complete",
+            "seconds": 12.5,
         },
         "seeds": [0, 1, 2],
-        "recipe": {"val_acc_mean": 0.95, "val_acc_std": 0.004, "test_acc_mean": 0.94,
-                   "test_acc_std": 0.006, "val_acc": [0.946, 0.95, 0.954],
-                   "test_acc": [0.934, 0.94, 0.946], "failed_seeds": []},
-        "baseline": {"val_acc_mean": 0.92, "val_acc_std": 0.005, "test_acc_mean": 0.915,
-                     "test_acc_std": 0.007, "val_acc": [0.915, 0.92, 0.925],
-                     "test_acc": [0.908, 0.915, 0.922], "failed_seeds": []},
+        "recipe": {
+            "val_acc_mean": 0.95,
+            "val_acc_std": 0.004,
+            "test_acc_mean": 0.94,
+            "test_acc_std": 0.006,
+            "val_acc": [0.946, 0.95, 0.954],
+            "test_acc": [0.934, 0.94, 0.946],
+            "failed_seeds": [],
+        },
+        "baseline": {
+            "val_acc_mean": 0.92,
+            "val_acc_std": 0.005,
+            "test_acc_mean": 0.915,
+            "test_acc_std": 0.007,
+            "val_acc": [0.915, 0.92, 0.925],
+            "test_acc": [0.908, 0.915, 0.922],
+            "failed_seeds": [],
+        },
         "gain": {"val_acc": 0.03, "test_acc": 0.025},
         "versions": {"python": "3.11", "torch": "2.x", "optuna": "5.0.0"},
     }
@@ -47,8 +66,9 @@ def make_run(run_dir: Path, *, n_trials: int = 30, complete_only: int | None = N
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run_dir.mkdir(parents=True, exist_ok=True)
-    study = optuna.create_study(storage=f"sqlite:///{run_dir / 'study.db'}",
-                                study_name="tricksearch", direction="maximize")
+    study = optuna.create_study(
+        storage=f"sqlite:///{run_dir / 'study.db'}", study_name="tricksearch", direction="maximize"
+    )
     rng = random.Random(0)
     dists = {
         "budget.lr": FloatDistribution(1e-3, 1.0, log=True),
@@ -61,9 +81,12 @@ def make_run(run_dir: Path, *, n_trials: int = 30, complete_only: int | None = N
     }
     epochs = 6
     for i in range(n_trials):
-        params = {"budget.lr": 10 ** rng.uniform(-3, 0), "loss.label_smoothing": rng.random() < 0.5,
-                  "schedule.decay": rng.choice(["constant", "cosine", "step"]),
-                  "mixing.mixup": rng.random() < 0.5}
+        params = {
+            "budget.lr": 10 ** rng.uniform(-3, 0),
+            "loss.label_smoothing": rng.random() < 0.5,
+            "schedule.decay": rng.choice(["constant", "cosine", "step"]),
+            "mixing.mixup": rng.random() < 0.5,
+        }
         if params["loss.label_smoothing"]:
             params["loss.label_smoothing.epsilon"] = rng.uniform(0.0, 0.3)
         if params["schedule.decay"] == "cosine":
@@ -71,64 +94,157 @@ def make_run(run_dir: Path, *, n_trials: int = 30, complete_only: int | None = N
         if params["mixing.mixup"]:
             params["mixing.mixup.alpha"] = rng.uniform(0.1, 1.0)
         # The value depends on label smoothing and on the decay; lr and mixup are noise.
-        value = (0.85 + 0.05 * params["loss.label_smoothing"]
-                 + 0.03 * (params["schedule.decay"] == "cosine") + rng.uniform(0, 0.01))
+        value = (
+            0.85
+            + 0.05 * params["loss.label_smoothing"]
+            + 0.03 * (params["schedule.decay"] == "cosine")
+            + rng.uniform(0, 0.01)
+        )
         if complete_only is not None:
             state = TrialState.COMPLETE if i < complete_only else TrialState.PRUNED
         else:
-            state = (TrialState.FAIL if i % 10 == 9 else
-                     TrialState.PRUNED if i % 3 == 1 else TrialState.COMPLETE)
+            state = (
+                TrialState.FAIL
+                if i % 10 == 9
+                else TrialState.PRUNED
+                if i % 3 == 1
+                else TrialState.COMPLETE
+            )
         n_ep = epochs if state == TrialState.COMPLETE else (2 if state == TrialState.PRUNED else 1)
         inter = {e: value - 0.02 * (epochs - e) for e in range(1, n_ep + 1)}
-        study.add_trial(create_trial(
-            params=params, distributions={k: dists[k] for k in params},
-            value=value if state == TrialState.COMPLETE else None, state=state,
-            intermediate_values=inter if state != TrialState.FAIL else {},
-            user_attrs={"epochs": n_ep},
-        ))
-    (run_dir / "search.json").write_text(json.dumps({
-        "dataset": "digits", "model": "cnn-small", "space": "default", "trials": n_trials,
-        "epochs": epochs, "sampler": "tpe", "metric": "val_acc", "seeds": 3, "top_k": 2,
-    }))
-    recipe = Recipe.from_dict({
-        "data": {"dataset": "digits"}, "model": {"name": "cnn-small"},
-        "budget": {"epochs": epochs},
-        "loss": {"label_smoothing": {"epsilon": 0.1}}, "schedule": {"cosine": {}},
-        "provenance": _provenance(),
-    })
+        study.add_trial(
+            create_trial(
+                params=params,
+                distributions={k: dists[k] for k in params},
+                value=value if state == TrialState.COMPLETE else None,
+                state=state,
+                intermediate_values=inter if state != TrialState.FAIL else {},
+                user_attrs={"epochs": n_ep},
+            )
+        )
+    (run_dir / "search.json").write_text(
+        json.dumps(
+            {
+                "dataset": "digits",
+                "model": "cnn-small",
+                "space": "default",
+                "trials": n_trials,
+                "epochs": epochs,
+                "sampler": "tpe",
+                "metric": "val_acc",
+                "seeds": 3,
+                "top_k": 2,
+            }
+        )
+    )
+    recipe = Recipe.from_dict(
+        {
+            "data": {"dataset": "digits"},
+            "model": {"name": "cnn-small"},
+            "budget": {"epochs": epochs},
+            "loss": {"label_smoothing": {"epsilon": 0.1}},
+            "schedule": {"cosine": {}},
+            "provenance": _provenance(),
+        }
+    )
     recipe.save(run_dir / "best_recipe.yaml")
-    (run_dir / "results.json").write_text(json.dumps({
-        "summary": _provenance(),
-        "candidates": [
-            {"label": "trial 7", "val_mean": 0.95, "val_std": 0.004, "ok": True,
-             "tricks": ["cosine", "label_smoothing"], "val": [0.946, 0.95, 0.954]},
-            {"label": "trial 3", "val_mean": 0.94, "val_std": 0.003, "ok": True,
-             "tricks": ["label_smoothing"], "val": [0.937, 0.94, 0.943]},
-            {"label": "baseline", "val_mean": 0.92, "val_std": 0.005, "ok": True,
-             "tricks": [], "val": [0.915, 0.92, 0.925]},
-        ],
-    }))
+    (run_dir / "results.json").write_text(
+        json.dumps(
+            {
+                "summary": _provenance(),
+                "candidates": [
+                    {
+                        "label": "trial 7",
+                        "val_mean": 0.95,
+                        "val_std": 0.004,
+                        "ok": True,
+                        "tricks": ["cosine", "label_smoothing"],
+                        "val": [0.946, 0.95, 0.954],
+                    },
+                    {
+                        "label": "trial 3",
+                        "val_mean": 0.94,
+                        "val_std": 0.003,
+                        "ok": True,
+                        "tricks": ["label_smoothing"],
+                        "val": [0.937, 0.94, 0.943],
+                    },
+                    {
+                        "label": "baseline",
+                        "val_mean": 0.92,
+                        "val_std": 0.005,
+                        "ok": True,
+                        "tricks": [],
+                        "val": [0.915, 0.92, 0.925],
+                    },
+                ],
+            }
+        )
+    )
     return run_dir
 
 
 def _ablation_json(run_dir: Path) -> None:
     rows = [
-        {"label": "recipe", "kind": "recipe", "trick": None, "mean": 0.95, "std": 0.004,
-         "versus": "baseline", "delta": 0.03, "pooled_std": 0.0045, "within_noise": False,
-         "val_acc": [0.946, 0.95, 0.954]},
-        {"label": "baseline", "kind": "baseline", "trick": None, "mean": 0.92, "std": 0.005,
-         "versus": None, "delta": None, "pooled_std": None, "within_noise": None,
-         "val_acc": [0.915, 0.92, 0.925]},
-        {"label": "− cosine → constant", "kind": "minus", "trick": "cosine", "mean": 0.93,
-         "std": 0.004, "versus": "recipe", "delta": -0.02, "pooled_std": 0.004,
-         "within_noise": False, "val_acc": [0.926, 0.93, 0.934]},
-        {"label": "+ cosine", "kind": "plus", "trick": "cosine", "mean": 0.921, "std": 0.004,
-         "versus": "baseline", "delta": 0.001, "pooled_std": 0.0045, "within_noise": True,
-         "val_acc": [0.917, 0.921, 0.925]},
+        {
+            "label": "recipe",
+            "kind": "recipe",
+            "trick": None,
+            "mean": 0.95,
+            "std": 0.004,
+            "versus": "baseline",
+            "delta": 0.03,
+            "pooled_std": 0.0045,
+            "within_noise": False,
+            "val_acc": [0.946, 0.95, 0.954],
+        },
+        {
+            "label": "baseline",
+            "kind": "baseline",
+            "trick": None,
+            "mean": 0.92,
+            "std": 0.005,
+            "versus": None,
+            "delta": None,
+            "pooled_std": None,
+            "within_noise": None,
+            "val_acc": [0.915, 0.92, 0.925],
+        },
+        {
+            "label": "− cosine → constant",
+            "kind": "minus",
+            "trick": "cosine",
+            "mean": 0.93,
+            "std": 0.004,
+            "versus": "recipe",
+            "delta": -0.02,
+            "pooled_std": 0.004,
+            "within_noise": False,
+            "val_acc": [0.926, 0.93, 0.934],
+        },
+        {
+            "label": "+ cosine",
+            "kind": "plus",
+            "trick": "cosine",
+            "mean": 0.921,
+            "std": 0.004,
+            "versus": "baseline",
+            "delta": 0.001,
+            "pooled_std": 0.0045,
+            "within_noise": True,
+            "val_acc": [0.917, 0.921, 0.925],
+        },
     ]
-    (run_dir / "ablation.json").write_text(json.dumps(
-        {"metric": "val_acc", "seeds": [0, 1, 2], "noise_rule": "within noise: |Δ| ≤ pooled",
-         "rows": rows}))
+    (run_dir / "ablation.json").write_text(
+        json.dumps(
+            {
+                "metric": "val_acc",
+                "seeds": [0, 1, 2],
+                "noise_rule": "within noise: |Δ| ≤ pooled",
+                "rows": rows,
+            }
+        )
+    )
 
 
 def _assert_png(path: Path) -> None:

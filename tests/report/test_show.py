@@ -12,29 +12,46 @@ from tricksearch.report import show_recipe
 
 PROVENANCE = {
     "created": "2025-01-01T00:00:00+00:00",
-    "search": {"space": "default", "sampler": "tpe", "metric": "val_acc",
-               "trials": {"complete": 10, "pruned": 20, "fail": 2},
-               "trial_epochs": 150, "full_budget_epochs": 480, "chosen_from": "trial 12"},
+    "search": {
+        "space": "default",
+        "sampler": "tpe",
+        "metric": "val_acc",
+        "trials": {"complete": 10, "pruned": 20, "fail": 2},
+        "trial_epochs": 150,
+        "full_budget_epochs": 480,
+        "chosen_from": "trial 12",
+    },
     "seeds": [0, 1, 2],
-    "recipe": {"val_acc_mean": 0.9712, "val_acc_std": 0.004, "test_acc_mean": 0.9655,
-               "test_acc_std": 0.0051},
-    "baseline": {"val_acc_mean": 0.95, "val_acc_std": 0.005, "test_acc_mean": 0.9433,
-                 "test_acc_std": 0.0062},
+    "recipe": {
+        "val_acc_mean": 0.9712,
+        "val_acc_std": 0.004,
+        "test_acc_mean": 0.9655,
+        "test_acc_std": 0.0051,
+    },
+    "baseline": {
+        "val_acc_mean": 0.95,
+        "val_acc_std": 0.005,
+        "test_acc_mean": 0.9433,
+        "test_acc_std": 0.0062,
+    },
     "gain": {"val_acc": 0.0212, "test_acc": 0.0222},
     "versions": {"python": "3.11.2", "torch": "2.4.0", "optuna": "5.0.0"},
 }
 
 
 def _recipe(provenance: dict | None = None) -> Recipe:
-    return Recipe.from_dict({
-        "data": {"dataset": "digits"}, "model": {"name": "cnn-small"},
-        "budget": {"epochs": 15, "batch_size": 64, "lr": 0.02, "seed": 1},
-        "schedule": {"warmup": {"epochs": 2}, "cosine": {"min_lr_factor": 0.01}},
-        "loss": {"label_smoothing": {"epsilon": 0.1}},
-        "mixing": {"mixup": {"alpha": 0.3}},
-        "optimizer": {"weight_decay": {"value": 0.0005}},
-        "provenance": provenance or {},
-    })
+    return Recipe.from_dict(
+        {
+            "data": {"dataset": "digits"},
+            "model": {"name": "cnn-small"},
+            "budget": {"epochs": 15, "batch_size": 64, "lr": 0.02, "seed": 1},
+            "schedule": {"warmup": {"epochs": 2}, "cosine": {"min_lr_factor": 0.01}},
+            "loss": {"label_smoothing": {"epsilon": 0.1}},
+            "mixing": {"mixup": {"alpha": 0.3}},
+            "optimizer": {"weight_decay": {"value": 0.0005}},
+            "provenance": provenance or {},
+        }
+    )
 
 
 def test_show_lists_every_trick_by_family_with_values() -> None:

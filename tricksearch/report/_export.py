@@ -182,8 +182,9 @@ def _timm(recipe: Recipe) -> ExportResult:
     _data_note(recipe, log, "timm")
     warm_epochs, warm = _warmup_epochs(recipe, log, "timm")
     if warm is not None and warm["kind"] != "linear":
-        log.cannot("warmup", f"kind={warm['kind']!r}; timm's warmup is linear only (no warmup "
-                   "is written)")
+        log.cannot(
+            "warmup", f"kind={warm['kind']!r}; timm's warmup is linear only (no warmup is written)"
+        )
         warm_epochs, warm = 0, None
 
     # Budget and learning rate.
@@ -205,8 +206,9 @@ def _timm(recipe: Recipe) -> ExportResult:
     # Optimizer.
     opt, opt_params = _group_member(recipe, "optimizer", "optimizer")
     if opt == "adabound":
-        log.cannot("adabound", "timm has no AdaBound; the file uses timm's SGD with momentum 0.9 "
-                   "instead")
+        log.cannot(
+            "adabound", "timm has no AdaBound; the file uses timm's SGD with momentum 0.9 instead"
+        )
         opt, opt_params = "sgd", {"momentum": 0.9, "nesterov": False}
     if opt == "sgd":
         # timm's "sgd" is Nesterov SGD; "momentum" is plain momentum SGD.
@@ -228,8 +230,10 @@ def _timm(recipe: Recipe) -> ExportResult:
     wd = on.get("weight_decay", {}).get("value", 0.0)
     args["weight_decay"] = _num(wd)
     if "no_bias_decay" in on:
-        log.approx_note("no_bias_decay: timm's train.py exempts biases and norm weights from "
-                        "weight decay by default; nothing to write.")
+        log.approx_note(
+            "no_bias_decay: timm's train.py exempts biases and norm weights from "
+            "weight decay by default; nothing to write."
+        )
     elif "weight_decay" in on:
         log.approx_note(
             "weight decay: timm's train.py never decays biases and norm weights (as if "
@@ -265,9 +269,16 @@ def _timm(recipe: Recipe) -> ExportResult:
             cycles += 1
             length *= t_mult
         cycles = max(cycles, 1)
-        args.update({"sched": "cosine", "epochs": t0, "lr_cycle_mul": float(t_mult),
-                     "lr_cycle_limit": cycles, "lr_cycle_decay": 1.0,
-                     "min_lr": _num(dparams["min_lr_factor"] * peak)})
+        args.update(
+            {
+                "sched": "cosine",
+                "epochs": t0,
+                "lr_cycle_mul": float(t_mult),
+                "lr_cycle_limit": cycles,
+                "lr_cycle_decay": 1.0,
+                "min_lr": _num(dparams["min_lr_factor"] * peak),
+            }
+        )
         if used < decay_epochs:
             args["cooldown_epochs"] = decay_epochs - used
             log.approx_note(
@@ -276,12 +287,15 @@ def _timm(recipe: Recipe) -> ExportResult:
                 "cycle)."
             )
         if dparams.get("snapshot_ensemble"):
-            log.cannot("cosine_restarts.snapshot_ensemble",
-                       "timm's train.py has no snapshot ensemble of the cycle ends")
+            log.cannot(
+                "cosine_restarts.snapshot_ensemble",
+                "timm's train.py has no snapshot ensemble of the cycle ends",
+            )
     elif decay == "step":
         every = dparams["every_fraction"] * decay_epochs
-        args.update({"sched": "step", "decay_epochs": _num(every),
-                     "decay_rate": _num(dparams["gamma"])})
+        args.update(
+            {"sched": "step", "decay_epochs": _num(every), "decay_rate": _num(dparams["gamma"])}
+        )
         log.approx_note("step: tricksearch rounds the step period to whole optimizer steps.")
     else:  # constant
         args["sched"] = "constant"
@@ -320,12 +334,16 @@ def _timm(recipe: Recipe) -> ExportResult:
     args["scale"] = [1.0, 1.0]
     args["ratio"] = [1.0, 1.0]
     args["color_jitter"] = 0.0
-    log.approx_note("scale/ratio [1, 1] and color_jitter 0 switch off timm's default "
-                    "random-resized crop and colour jitter, which the recipe does not use.")
+    log.approx_note(
+        "scale/ratio [1, 1] and color_jitter 0 switch off timm's default "
+        "random-resized crop and colour jitter, which the recipe does not use."
+    )
     args["hflip"] = 0.5 if "hflip" in on else 0.0
     if "random_crop" in on:
-        log.cannot("random_crop", "timm's train transform has no pad-and-crop (it uses "
-                   "random-resized crop)")
+        log.cannot(
+            "random_crop",
+            "timm's train transform has no pad-and-crop (it uses random-resized crop)",
+        )
     if "cutout" in on:
         log.cannot("cutout", "timm's train.py has no cutout (random erasing is the nearest)")
     if "random_erasing" in on:
@@ -338,8 +356,10 @@ def _timm(recipe: Recipe) -> ExportResult:
         if pparams["policy"] == "imagenet":
             args["aa"] = "original"
         else:
-            log.cannot("autoaugment",
-                       f"policy={pparams['policy']!r}; timm has only ImageNet AutoAugment policies")
+            log.cannot(
+                "autoaugment",
+                f"policy={pparams['policy']!r}; timm has only ImageNet AutoAugment policies",
+            )
     elif policy == "randaugment":
         m = pparams["magnitude"]
         m_timm = max(0, min(10, round(m / 3)))
@@ -379,8 +399,12 @@ def _timm(recipe: Recipe) -> ExportResult:
 
     body = yaml.safe_dump(args, sort_keys=False, default_flow_style=None)
     head = log.header("timm train.py config: python train.py /path/to/data --config args.yaml")
-    return ExportResult(text="\n".join(head) + "\n" + body, unsupported=log.unsupported,
-                        notes=log.notes(), target="timm")
+    return ExportResult(
+        text="\n".join(head) + "\n" + body,
+        unsupported=log.unsupported,
+        notes=log.notes(),
+        target="timm",
+    )
 
 
 def parse_timm_args(text: str) -> dict[str, Any]:
@@ -397,8 +421,9 @@ def parse_timm_args(text: str) -> dict[str, Any]:
 # torchvision
 
 
-def torchvision_ema_decay(decay: float, *, epochs: int, batch_size: int, world_size: int = 1,
-                          inverse: bool = False) -> float:
+def torchvision_ema_decay(
+    decay: float, *, epochs: int, batch_size: int, world_size: int = 1, inverse: bool = False
+) -> float:
     """Convert a per-step EMA decay to torchvision's ``--model-ema-decay`` (with steps = 1).
 
     torchvision rescales: α = (1 − decay_arg) · world_size · batch_size · ema_steps / epochs and
@@ -434,8 +459,11 @@ def _tv(recipe: Recipe) -> ExportResult:
     # Optimizer.
     opt, opt_params = _group_member(recipe, "optimizer", "optimizer")
     if opt in ("radam", "adabound"):
-        log.cannot(opt, "torchvision's train.py offers only SGD, RMSprop and AdamW; the command "
-                   "uses SGD with momentum 0.9 instead")
+        log.cannot(
+            opt,
+            "torchvision's train.py offers only SGD, RMSprop and AdamW; the command "
+            "uses SGD with momentum 0.9 instead",
+        )
         opt, opt_params = "sgd", {"momentum": 0.9, "nesterov": False}
     if opt == "sgd":
         args.append(("--opt", "sgd_nesterov" if opt_params.get("nesterov") else "sgd"))
@@ -444,8 +472,11 @@ def _tv(recipe: Recipe) -> ExportResult:
         args.append(("--opt", "adamw"))
         for i, key in enumerate(("beta1", "beta2")):
             if opt_params[key] != _TV_ADAMW_BETAS[i]:
-                log.cannot(f"adamw.{key}", f"{opt_params[key]} in the recipe; train.py uses "
-                           f"AdamW's default betas {_TV_ADAMW_BETAS}")
+                log.cannot(
+                    f"adamw.{key}",
+                    f"{opt_params[key]} in the recipe; train.py uses "
+                    f"AdamW's default betas {_TV_ADAMW_BETAS}",
+                )
     if "lookahead" in on:
         log.cannot("lookahead", "torchvision's train.py has no Lookahead")
     args.append(("--wd", repr(_num(on.get("weight_decay", {}).get("value", 0.0)))))
@@ -460,8 +491,11 @@ def _tv(recipe: Recipe) -> ExportResult:
     decay_epochs = b.epochs - warm_epochs
     decay, dparams = _group_member(recipe, "schedule", "decay")
     if decay in ("linear", "cosine_restarts"):
-        log.cannot(decay, "torchvision's train.py offers StepLR, CosineAnnealingLR and "
-                   "ExponentialLR; the command keeps the LR constant instead")
+        log.cannot(
+            decay,
+            "torchvision's train.py offers StepLR, CosineAnnealingLR and "
+            "ExponentialLR; the command keeps the LR constant instead",
+        )
         decay, dparams = "constant", {}
     if decay == "cosine":
         args.append(("--lr-scheduler", "cosineannealinglr"))
@@ -495,15 +529,20 @@ def _tv(recipe: Recipe) -> ExportResult:
         if name_ in on:
             args.append((flag, repr(_num(on[name_]["alpha"]))))
             if on[name_]["prob"] != 1.0:
-                log.cannot(f"{name_}.prob", f"{on[name_]['prob']} in the recipe; train.py mixes "
-                           "every batch (prob 1)")
+                log.cannot(
+                    f"{name_}.prob",
+                    f"{on[name_]['prob']} in the recipe; train.py mixes every batch (prob 1)",
+                )
     if "ricap" in on:
         log.cannot("ricap", "torchvision's train.py has no RICAP")
 
     # Augmentation.
-    log.approx_note("train.py always applies a random-resized crop and a horizontal flip "
-                    "(no option switches them off)" + ("" if "hflip" in on else
-                                                       "; the recipe does not flip") + ".")
+    log.approx_note(
+        "train.py always applies a random-resized crop and a horizontal flip "
+        "(no option switches them off)"
+        + ("" if "hflip" in on else "; the recipe does not flip")
+        + "."
+    )
     if "random_crop" in on:
         log.cannot("random_crop", "train.py has no pad-and-crop (it uses random-resized crop)")
     if "cutout" in on:
@@ -517,8 +556,11 @@ def _tv(recipe: Recipe) -> ExportResult:
         args.append(("--auto-augment", "ra"))
         args.append(("--ra-magnitude", str(pparams["magnitude"])))
         if pparams["num_ops"] != _TV_RA_NUM_OPS:
-            log.cannot("randaugment.num_ops", f"{pparams['num_ops']} in the recipe; train.py "
-                       f"uses RandAugment's default {_TV_RA_NUM_OPS}")
+            log.cannot(
+                "randaugment.num_ops",
+                f"{pparams['num_ops']} in the recipe; train.py "
+                f"uses RandAugment's default {_TV_RA_NUM_OPS}",
+            )
     elif policy == "trivialaugment":
         args.append(("--auto-augment", "ta_wide"))
     elif policy == "augmix":
@@ -555,8 +597,12 @@ def _tv(recipe: Recipe) -> ExportResult:
     parts = [shlex.join(a) for a in args]
     command = "python train.py \\\n" + " \\\n".join(f"    {p}" for p in parts) + "\n"
     head = log.header("torchvision references/classification/train.py command")
-    return ExportResult(text="\n".join(head) + "\n" + command, unsupported=log.unsupported,
-                        notes=log.notes(), target="torchvision")
+    return ExportResult(
+        text="\n".join(head) + "\n" + command,
+        unsupported=log.unsupported,
+        notes=log.notes(),
+        target="torchvision",
+    )
 
 
 def _torchvision_parser() -> argparse.ArgumentParser:

@@ -66,11 +66,23 @@ def plot_history(
     failed = [t for t in trials if t.state == "FAIL"]
     values = [t.value for t in complete + pruned if t.value is not None and math.isfinite(t.value)]
     if pruned:
-        ax.scatter([t.number for t in pruned], [t.value for t in pruned], s=28,
-                   facecolors="none", edgecolors=_NEUTRAL, label="pruned by ASHA (last value)")
+        ax.scatter(
+            [t.number for t in pruned],
+            [t.value for t in pruned],
+            s=28,
+            facecolors="none",
+            edgecolors=_NEUTRAL,
+            label="pruned by ASHA (last value)",
+        )
     if complete:
-        ax.scatter([t.number for t in complete], [t.value for t in complete], s=36,
-                   color=_ACCENT, label="complete (full budget)", zorder=3)
+        ax.scatter(
+            [t.number for t in complete],
+            [t.value for t in complete],
+            s=36,
+            color=_ACCENT,
+            label="complete (full budget)",
+            zorder=3,
+        )
         order = sorted(complete, key=lambda t: t.number)
         best, xs, ys = None, [], []
         for t in order:
@@ -88,17 +100,27 @@ def plot_history(
         ax.set_ylim(lo - 2 * pad, hi + pad)
     if failed:
         y0 = ax.get_ylim()[0]
-        ax.scatter([t.number for t in failed], [y0] * len(failed), marker="x", s=40,
-                   color=_BAD, label="failed", clip_on=False, zorder=4)
+        ax.scatter(
+            [t.number for t in failed],
+            [y0] * len(failed),
+            marker="x",
+            s=40,
+            color=_BAD,
+            label="failed",
+            clip_on=False,
+            zorder=4,
+        )
     if not trials:
         ax.text(0.5, 0.5, "no trials", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("trial number")
     ax.set_ylabel(metric)
     n = len(trials)
     running = n - len(complete) - len(pruned) - len(failed)
-    ax.set_title(f"Optimization history: {n} trials, {len(complete)} complete, "
-                 f"{len(pruned)} pruned, {len(failed)} failed"
-                 + (f", {running} unfinished" if running else ""))
+    ax.set_title(
+        f"Optimization history: {n} trials, {len(complete)} complete, "
+        f"{len(pruned)} pruned, {len(failed)} failed"
+        + (f", {running} unfinished" if running else "")
+    )
     ax.grid(alpha=0.3)
     if trials:
         ax.legend(loc="best", fontsize=8)
@@ -111,7 +133,7 @@ def plot_importance(
     """Horizontal bars of per-trick importance (largest on top); past ``top``, one "other" bar."""
     ranked = sorted(by_trick.items(), key=lambda kv: -kv[1])
     if len(ranked) > top:
-        rest = ranked[top - 1:]
+        rest = ranked[top - 1 :]
         ranked = [*ranked[: top - 1], (f"{len(rest)} others", sum(v for _, v in rest))]
     items = ranked[::-1]
     fig = _figure(8, max(2.5, 0.45 * len(items) + 1.2))
@@ -122,8 +144,13 @@ def plot_importance(
     vals = [v for _, v in items]
     bars = ax.barh(names, vals, color=_ACCENT)
     for bar, v in zip(bars, vals, strict=True):
-        ax.text(bar.get_width() + 0.005, bar.get_y() + bar.get_height() / 2, f"{v:.2f}",
-                va="center", fontsize=8)
+        ax.text(
+            bar.get_width() + 0.005,
+            bar.get_y() + bar.get_height() / 2,
+            f"{v:.2f}",
+            va="center",
+            fontsize=8,
+        )
     ax.set_xlim(0, max([*vals, 0.1]) * 1.15)
     ax.set_xlabel("importance (sums to 1 over the entries)")
     ax.set_title(f"Importance per trick ({evaluator})" if evaluator else "Importance per trick")
@@ -195,8 +222,16 @@ def plot_recipe_vs_baseline(evidence: dict[str, Any], path: Path) -> Path:
         ax.set_ylim(max(0.0, lo - 2 * pad), hi + 1.5 * pad)
     y0, y1 = ax.get_ylim()
     for x, m in labels:  # the mean, written inside the foot of its bar
-        ax.text(x, y0 + 0.04 * (y1 - y0), f"{m:.4f}", ha="center", va="bottom", fontsize=9,
-                color="white", fontweight="bold")
+        ax.text(
+            x,
+            y0 + 0.04 * (y1 - y0),
+            f"{m:.4f}",
+            ha="center",
+            va="bottom",
+            fontsize=9,
+            color="white",
+            fontweight="bold",
+        )
     ax.set_xticks([0, 1], ["validation", "test"])
     ax.set_ylabel("accuracy")
     n = len(evidence.get("seeds", []))

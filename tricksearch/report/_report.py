@@ -130,8 +130,7 @@ def write_report(run_dir: str | Path) -> Path:
 
     maximize = study.direction == StudyDirection.MAXIMIZE
     trials = study.get_trials(deepcopy=False)
-    points = [TrialPoint(t.number, t.state.name, _trial_value(t), _trial_epochs(t))
-              for t in trials]
+    points = [TrialPoint(t.number, t.state.name, _trial_value(t), _trial_epochs(t)) for t in trials]
     written: set[str] = set()
     md: list[str] = [f"# tricksearch report: {run_dir.resolve().name}", ""]
 
@@ -148,25 +147,46 @@ def write_report(run_dir: str | Path) -> Path:
         defaults = implicit_defaults(recipe)
         if defaults:
             md.append("defaults in effect: " + "; ".join(defaults))
-        md += ["```", "", f"Reproduce: `tricksearch train --recipe {run_dir / 'best_recipe.yaml'}`",
-               ""]
+        md += [
+            "```",
+            "",
+            f"Reproduce: `tricksearch train --recipe {run_dir / 'best_recipe.yaml'}`",
+            "",
+        ]
     if prov.get("recipe") or prov.get("baseline"):
         plot_recipe_vs_baseline(prov, run_dir / "recipe_vs_baseline.png")
         written.add("recipe_vs_baseline.png")
-        md += ["## Recipe vs baseline", "", "![recipe vs baseline](recipe_vs_baseline.png)", "",
-               "```", *evidence_lines({k: prov[k] for k in ("recipe", "baseline", "seeds", "gain")
-                                       if k in prov}, indent=""), "```", "",
-               "The winner was chosen on validation accuracy; the test split was used once, for "
-               "the winner and the baseline.", ""]
+        md += [
+            "## Recipe vs baseline",
+            "",
+            "![recipe vs baseline](recipe_vs_baseline.png)",
+            "",
+            "```",
+            *evidence_lines(
+                {k: prov[k] for k in ("recipe", "baseline", "seeds", "gain") if k in prov},
+                indent="",
+            ),
+            "```",
+            "",
+            "The winner was chosen on validation accuracy; the test split was used once, for "
+            "the winner and the baseline.",
+            "",
+        ]
     md += _candidates(results)
 
     # -- history ------------------------------------------------------------------------------
     plot_history(points, run_dir / "history.png", maximize=maximize, metric=metric)
     written.add("history.png")
-    md += ["## Optimization history", "", "![optimization history](history.png)", "",
-           "Filled dots: trials that ran the full budget (COMPLETE); hollow: trials ASHA stopped "
-           "early, at their last (low-fidelity) value (PRUNED); red crosses: FAILED trials. "
-           "The line is the best COMPLETE value so far.", ""]
+    md += [
+        "## Optimization history",
+        "",
+        "![optimization history](history.png)",
+        "",
+        "Filled dots: trials that ran the full budget (COMPLETE); hollow: trials ASHA stopped "
+        "early, at their last (low-fidelity) value (PRUNED); red crosses: FAILED trials. "
+        "The line is the best COMPLETE value so far.",
+        "",
+    ]
     md += _top_trials(trials, maximize, metric)
 
     # -- importance ---------------------------------------------------------------------------
@@ -181,11 +201,19 @@ def write_report(run_dir: str | Path) -> Path:
 
     # -- dashboard and versions ---------------------------------------------------------------
     db = (run_dir / "study.db").resolve()
-    md += ["## Explore the study", "",
-           "```", "pip install 'tricksearch[dashboard]'", f"optuna-dashboard sqlite:///{db}", "```",
-           "", f"The study is named `{STUDY_NAME}`; its parameters are the flat keys "
-           "`family.trick` (switch), `family.group` (which member of an exclusive group), "
-           "`family.trick.param` and `budget.lr` / `budget.batch_size`.", ""]
+    md += [
+        "## Explore the study",
+        "",
+        "```",
+        "pip install 'tricksearch[dashboard]'",
+        f"optuna-dashboard sqlite:///{db}",
+        "```",
+        "",
+        f"The study is named `{STUDY_NAME}`; its parameters are the flat keys "
+        "`family.trick` (switch), `family.group` (which member of an exclusive group), "
+        "`family.trick.param` and `budget.lr` / `budget.batch_size`.",
+        "",
+    ]
     versions = prov.get("versions") or {}
     if versions:
         md += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
@@ -197,23 +225,37 @@ def write_report(run_dir: str | Path) -> Path:
 
 
 # --- sections ----------------------------------------------------------------------------------
-def _summary(config: dict[str, Any], prov: dict[str, Any], recipe: Recipe | None,
-             points: list[TrialPoint], metric: str) -> list[str]:
+def _summary(
+    config: dict[str, Any],
+    prov: dict[str, Any],
+    recipe: Recipe | None,
+    points: list[TrialPoint],
+    metric: str,
+) -> list[str]:
     counts = {s: sum(p.state == s for p in points) for s in ("COMPLETE", "PRUNED", "FAIL")}
     unfinished = len(points) - sum(counts.values())
-    ds = (prov.get("dataset") or {}).get("name") or config.get("dataset") or (
-        recipe.data.dataset if recipe else "?")
+    ds = (
+        (prov.get("dataset") or {}).get("name")
+        or config.get("dataset")
+        or (recipe.data.dataset if recipe else "?")
+    )
     model = prov.get("model") or config.get("model") or (recipe.model.name if recipe else "?")
-    epochs = config.get("epochs") or (prov.get("budget") or {}).get("epochs") or (
-        recipe.budget.epochs if recipe else "?")
+    epochs = (
+        config.get("epochs")
+        or (prov.get("budget") or {}).get("epochs")
+        or (recipe.budget.epochs if recipe else "?")
+    )
     search = prov.get("search") or {}
-    lines = ["## Summary", "",
-             f"- dataset **{ds}**, model **{model}**, {epochs} epochs at the full budget",
-             f"- space `{config.get('space') or search.get('space', '?')}`, sampler "
-             f"`{config.get('sampler') or search.get('sampler', '?')}`, metric `{metric}`",
-             f"- {len(points)} trials: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned "
-             f"by ASHA, {counts['FAIL']} failed"
-             + (f", {unfinished} unfinished (search still running?)" if unfinished else "")]
+    lines = [
+        "## Summary",
+        "",
+        f"- dataset **{ds}**, model **{model}**, {epochs} epochs at the full budget",
+        f"- space `{config.get('space') or search.get('space', '?')}`, sampler "
+        f"`{config.get('sampler') or search.get('sampler', '?')}`, metric `{metric}`",
+        f"- {len(points)} trials: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned "
+        f"by ASHA, {counts['FAIL']} failed"
+        + (f", {unfinished} unfinished (search still running?)" if unfinished else ""),
+    ]
     if recipe is not None:
         on = list(recipe.tricks_on())
         lines.append(f"- best recipe: {', '.join(on) if on else 'no trick (the baseline)'}")
@@ -223,7 +265,8 @@ def _summary(config: dict[str, Any], prov: dict[str, Any], recipe: Recipe | None
         lines.append(
             f"- test accuracy **{_fmt(rec.get('test_acc_mean'))} ± {_fmt(rec.get('test_acc_std'))}"
             f"** vs baseline {_fmt(base.get('test_acc_mean'))} ± "
-            f"{_fmt(base.get('test_acc_std'))} ({n} seeds; mean ± sample std)")
+            f"{_fmt(base.get('test_acc_std'))} ({n} seeds; mean ± sample std)"
+        )
     lines.append("")
     return lines
 
@@ -232,13 +275,19 @@ def _candidates(results: dict[str, Any]) -> list[str]:
     cands = results.get("candidates") or []
     if not cands:
         return []
-    lines = ["## Candidates retrained at the full budget", "",
-             "| candidate | val_acc (mean ± std) | seeds ok | tricks |", "|---|---:|---|---|"]
+    lines = [
+        "## Candidates retrained at the full budget",
+        "",
+        "| candidate | val_acc (mean ± std) | seeds ok | tricks |",
+        "|---|---:|---|---|",
+    ]
     for c in cands:
         vals = [v for v in c.get("val", []) if isinstance(v, (int, float))]
-        lines.append(f"| {c.get('label')} | {_fmt(c.get('val_mean'))} ± {_fmt(c.get('val_std'))} "
-                     f"| {len(vals)}/{len(c.get('val', []))} | "
-                     f"{', '.join(c.get('tricks', [])) or '—'} |")
+        lines.append(
+            f"| {c.get('label')} | {_fmt(c.get('val_mean'))} ± {_fmt(c.get('val_std'))} "
+            f"| {len(vals)}/{len(c.get('val', []))} | "
+            f"{', '.join(c.get('tricks', [])) or '—'} |"
+        )
     return [*lines, ""]
 
 
@@ -247,15 +296,20 @@ def _top_trials(trials: list[Any], maximize: bool, metric: str, k: int = 5) -> l
     if not complete:
         return ["No trial ran the full budget.", ""]
     complete.sort(key=lambda t: t.value, reverse=maximize)
-    lines = [f"Top {min(k, len(complete))} complete trials:", "",
-             f"| trial | {metric} | epochs | lr | batch | tricks switched on |",
-             "|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        f"Top {min(k, len(complete))} complete trials:",
+        "",
+        f"| trial | {metric} | epochs | lr | batch | tricks switched on |",
+        "|---:|---:|---:|---:|---:|---|",
+    ]
     for t in complete[:k]:
         lr = t.params.get("budget.lr")
         bs = t.params.get("budget.batch_size")
-        lines.append(f"| {t.number} | {t.value:.4f} | {_trial_epochs(t)} | "
-                     f"{_fmt(lr, '.3g') if lr is not None else '—'} | {bs if bs else '—'} | "
-                     f"{', '.join(tricks_of_params(t.params)) or '—'} |")
+        lines.append(
+            f"| {t.number} | {t.value:.4f} | {_trial_epochs(t)} | "
+            f"{_fmt(lr, '.3g') if lr is not None else '—'} | {bs if bs else '—'} | "
+            f"{', '.join(tricks_of_params(t.params)) or '—'} |"
+        )
     return [*lines, ""]
 
 
@@ -263,29 +317,44 @@ def _importance_section(imp: ImportanceResult, run_dir: Path, written: set[str])
     lines = ["## Which tricks mattered", ""]
     evaluator = f"`optuna.importance.{imp.evaluator}`"
     if not imp.ok:
-        return [*lines, f"Importance not computed: {imp.reason}", "",
-                f"(Evaluator that would be used: {evaluator}.)", ""]
+        return [
+            *lines,
+            f"Importance not computed: {imp.reason}",
+            "",
+            f"(Evaluator that would be used: {evaluator}.)",
+            "",
+        ]
     plot_importance(imp.by_trick, run_dir / "importance.png", evaluator=imp.evaluator)
     written.add("importance.png")
-    lines += ["![importance per trick](importance.png)", "",
-              f"Evaluator: {evaluator} — Optuna's default"
-              + (" (PED-ANOVA: how much each parameter's distribution among the best trials "
-                 "differs from all trials; it handles conditional parameters)"
-                 if imp.evaluator == "PedAnovaImportanceEvaluator" else "")
-              + f", on {imp.n_complete} COMPLETE trials. A trick's importance is the sum over its "
-              "switch and its parameters; `decay`, `optimizer`, `policy` are the choice of a "
-              "member of that exclusive group; entries sum to 1. Few trials make these numbers "
-              "rough; importance is not effect size (see the ablation for that).", "",
-              "| entry | importance |", "|---|---:|"]
+    lines += [
+        "![importance per trick](importance.png)",
+        "",
+        f"Evaluator: {evaluator} — Optuna's default"
+        + (
+            " (PED-ANOVA: how much each parameter's distribution among the best trials "
+            "differs from all trials; it handles conditional parameters)"
+            if imp.evaluator == "PedAnovaImportanceEvaluator"
+            else ""
+        )
+        + f", on {imp.n_complete} COMPLETE trials. A trick's importance is the sum over its "
+        "switch and its parameters; `decay`, `optimizer`, `policy` are the choice of a "
+        "member of that exclusive group; entries sum to 1. Few trials make these numbers "
+        "rough; importance is not effect size (see the ablation for that).",
+        "",
+        "| entry | importance |",
+        "|---|---:|",
+    ]
     small = {k: v for k, v in imp.by_trick.items() if v < 0.005}
     lines += [f"| {entry_label(k)} | {v:.3f} |" for k, v in imp.by_trick.items() if k not in small]
     if small:
         lines.append(f"| {len(small)} others ({', '.join(small)}) | {sum(small.values()):.3f} |")
     lines.append("")
     if imp.n_complete < 50:
-        lines += [f"Only {imp.n_complete} COMPLETE trials: PED-ANOVA is stable with at least 5 "
-                  "trials in its top 10 % (≈ 50 COMPLETE trials); read these numbers as a hint.",
-                  ""]
+        lines += [
+            f"Only {imp.n_complete} COMPLETE trials: PED-ANOVA is stable with at least 5 "
+            "trials in its top 10 % (≈ 50 COMPLETE trials); read these numbers as a hint.",
+            "",
+        ]
     if imp.warnings:
         lines += [_condense_warnings(imp.warnings), ""]
     return lines
@@ -304,8 +373,10 @@ def _condense_warnings(messages: list[str]) -> str:
             other.append(msg)
     parts = []
     if sparse:
-        parts.append(f"{len(sparse)} parameter(s) were seen in too few COMPLETE trials to rate "
-                     f"well ({', '.join(sparse)})")
+        parts.append(
+            f"{len(sparse)} parameter(s) were seen in too few COMPLETE trials to rate "
+            f"well ({', '.join(sparse)})"
+        )
     parts += other
     return "Optuna warned: " + "; ".join(parts) + "."
 
@@ -317,43 +388,69 @@ def _ablation_section(run_dir: Path, recipe: Recipe | None, written: set[str]) -
     lines = ["## Ablation", ""]
     if not path.is_file():
         target = run_dir / "best_recipe.yaml"
-        return [*lines, "No ablation yet. For the one-trick-off / one-trick-on table with seeds:",
-                "", "```", f"tricksearch ablate --recipe {target} --seeds 3 --out {run_dir}",
-                f"tricksearch report {run_dir}", "```", ""]
+        return [
+            *lines,
+            "No ablation yet. For the one-trick-off / one-trick-on table with seeds:",
+            "",
+            "```",
+            f"tricksearch ablate --recipe {target} --seeds 3 --out {run_dir}",
+            f"tricksearch report {run_dir}",
+            "```",
+            "",
+        ]
     ab = load_ablation(path)
     if recipe is not None and isinstance(ab.get("recipe"), dict):
         try:
             same = Recipe.from_dict(ab["recipe"]).without_provenance() == (
-                recipe.without_provenance())
+                recipe.without_provenance()
+            )
         except TricksearchError:
             same = False
         if not same:
-            lines += ["> Note: ablation.json was made for a different recipe than "
-                      "best_recipe.yaml; rerun the ablation.", ""]
+            lines += [
+                "> Note: ablation.json was made for a different recipe than "
+                "best_recipe.yaml; rerun the ablation.",
+                "",
+            ]
     plot_ablation(ab, run_dir / "ablation.png")
     written.add("ablation.png")
     seeds = ab.get("seeds") or []
-    lines += ["![ablation](ablation.png)", "",
-              f"| row | {ab.get('metric', 'val_acc')} (mean ± std) | Δ | vs | noise |",
-              "|---|---:|---:|---|---|"]
+    lines += [
+        "![ablation](ablation.png)",
+        "",
+        f"| row | {ab.get('metric', 'val_acc')} (mean ± std) | Δ | vs | noise |",
+        "|---|---:|---:|---|---|",
+    ]
     for r in ab["rows"]:
         d = r.get("delta")
         noise = ""
         if d is not None:
             wn = r.get("within_noise")
-            noise = ("n/a" if wn is None else "within noise" if wn
-                     else "better" if d > 0 else "worse")
-        lines.append(f"| {r.get('label')} | {_fmt(r.get('mean'))} ± {_fmt(r.get('std'))} | "
-                     f"{'' if d is None else format(d, '+.4f')} | {r.get('versus') or ''} | "
-                     f"{noise} |")
+            noise = (
+                "n/a" if wn is None else "within noise" if wn else "better" if d > 0 else "worse"
+            )
+        lines.append(
+            f"| {r.get('label')} | {_fmt(r.get('mean'))} ± {_fmt(r.get('std'))} | "
+            f"{'' if d is None else format(d, '+.4f')} | {r.get('versus') or ''} | "
+            f"{noise} |"
+        )
     lines += ["", f"{len(seeds)} seeds per row. {ab.get('noise_rule', '')}", ""]
     return lines
 
 
-def _cost_section(config: dict[str, Any], prov: dict[str, Any], recipe: Recipe | None,
-                  results: dict[str, Any], points: list[TrialPoint]) -> list[str]:
-    epochs = config.get("epochs") or (prov.get("budget") or {}).get("epochs") or (
-        recipe.budget.epochs if recipe else None) or max((p.epochs for p in points), default=0)
+def _cost_section(
+    config: dict[str, Any],
+    prov: dict[str, Any],
+    recipe: Recipe | None,
+    results: dict[str, Any],
+    points: list[TrialPoint],
+) -> list[str]:
+    epochs = (
+        config.get("epochs")
+        or (prov.get("budget") or {}).get("epochs")
+        or (recipe.budget.epochs if recipe else None)
+        or max((p.epochs for p in points), default=0)
+    )
     spent = sum(p.epochs for p in points)
     full = len(points) * int(epochs or 0)
     lines = ["## Cost", ""]
@@ -362,15 +459,18 @@ def _cost_section(config: dict[str, Any], prov: dict[str, Any], recipe: Recipe |
         lines.append(
             f"- search: **{spent} trial-epochs** for {len(points)} trials; at the full budget "
             f"({len(points)} × {epochs} epochs) it would have been {full}: ASHA saved "
-            f"**{100 * saved:.0f} %**.")
+            f"**{100 * saved:.0f} %**."
+        )
     else:
         lines.append(f"- search: {spent} trial-epochs for {len(points)} trials.")
     cands = results.get("candidates") or []
     seeds = prov.get("seeds") or []
     if cands and seeds and epochs:
         n = len(cands) * len(seeds)
-        lines.append(f"- retraining: {len(cands)} configurations (top candidates + baseline) × "
-                     f"{len(seeds)} seeds × {epochs} epochs = {n * int(epochs)} epochs.")
+        lines.append(
+            f"- retraining: {len(cands)} configurations (top candidates + baseline) × "
+            f"{len(seeds)} seeds × {epochs} epochs = {n * int(epochs)} epochs."
+        )
     seconds = (prov.get("search") or {}).get("seconds")
     if seconds is not None:
         lines.append(f"- wall time of the search (before retraining): {seconds} s.")

@@ -49,8 +49,7 @@ def implicit_defaults(recipe: Recipe) -> list[str]:
         if key in seen:
             continue
         seen.add(key)
-        members = [n for n, s in registered_tricks().items()
-                   if (s.family, s.group) == key]
+        members = [n for n, s in registered_tricks().items() if (s.family, s.group) == key]
         if not any(m in on for m in members):
             params = f" ({_params(spec.defaults())})" if spec.params else ""
             out.append(f"{spec.group}: {name}{params}")
@@ -79,8 +78,11 @@ def evidence_lines(prov: dict[str, Any], indent: str = "  ") -> list[str]:
             lines.append(f"{indent}  {split:<4} acc  recipe {r_ms}   baseline {b_ms}")
         gain = prov.get("gain") or {}
         if gain:
-            parts = [f"{k.replace('_acc', '')} {v:+.4f}" for k, v in gain.items()
-                     if isinstance(v, (int, float)) and math.isfinite(v)]
+            parts = [
+                f"{k.replace('_acc', '')} {v:+.4f}"
+                for k, v in gain.items()
+                if isinstance(v, (int, float)) and math.isfinite(v)
+            ]
             if parts:
                 lines.append(f"{indent}  gain over the baseline: {', '.join(parts)}")
         failed = rec.get("failed_seeds") or []
@@ -104,21 +106,35 @@ def evidence_lines(prov: dict[str, Any], indent: str = "  ") -> list[str]:
             )
         if search.get("chosen_from"):
             source = search.get("candidates_from")
-            lines.append(f"{indent}  chosen from: {search['chosen_from']}"
-                         + (f" (candidates from {source} trials)" if source else ""))
+            lines.append(
+                f"{indent}  chosen from: {search['chosen_from']}"
+                + (f" (candidates from {source} trials)" if source else "")
+            )
         if search.get("seconds") is not None:
             lines.append(f"{indent}  search time: {search['seconds']} s")
     ds = prov.get("dataset")
     if isinstance(ds, dict) and ds:
-        lines.append(f"{indent}dataset: {ds.get('name')} (val {ds.get('val_fraction')}, "
-                     f"test {ds.get('test_fraction')}, split seed {ds.get('split_seed')})")
+        lines.append(
+            f"{indent}dataset: {ds.get('name')} (val {ds.get('val_fraction')}, "
+            f"test {ds.get('test_fraction')}, split seed {ds.get('split_seed')})"
+        )
     versions = prov.get("versions") or {}
     if versions:
         lines.append(f"{indent}versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     if prov.get("created"):
         lines.append(f"{indent}created: {prov['created']}")
-    known = {"recipe", "baseline", "seeds", "gain", "search", "dataset", "versions", "created",
-             "model", "budget"}
+    known = {
+        "recipe",
+        "baseline",
+        "seeds",
+        "gain",
+        "search",
+        "dataset",
+        "versions",
+        "created",
+        "model",
+        "budget",
+    }
     for key in sorted(set(prov) - known):
         lines.append(f"{indent}{key}: {prov[key]}")
     return lines
@@ -128,7 +144,8 @@ def show_recipe(recipe: Recipe) -> str:
     """A recipe as readable text: data/model/budget, tricks on by family, defaults, evidence."""
     d, m, b = recipe.data, recipe.model, recipe.budget
     lines = [
-        f"data:   {d.dataset}" + (f" (root {d.data_root})" if d.data_root else "")
+        f"data:   {d.dataset}"
+        + (f" (root {d.data_root})" if d.data_root else "")
         + f", val {d.val_fraction}, test {d.test_fraction}, split seed {d.split_seed}",
         f"model:  {m.name}" + (f" {_params(m.options)}" if m.options else ""),
         f"budget: {b.epochs} epochs, batch {b.batch_size}, lr {_value(b.lr)}, seed {b.seed}",

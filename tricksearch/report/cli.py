@@ -13,12 +13,18 @@ from tricksearch.errors import ConfigError
 # --- ablate ------------------------------------------------------------------------------------
 def _add_ablate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", required=True, help="recipe file (YAML/JSON) to ablate")
-    p.add_argument("--seeds", type=_positive_int("--seeds"), default=3,
-                   help="seeds per row (default: %(default)s)")
-    p.add_argument("--out", help="folder for ablation.json and ablation.md "
-                   "(default: the recipe's folder)")
-    p.add_argument("--parallel", action="store_true",
-                   help="run the trainings as Ray tasks (one CPU each)")
+    p.add_argument(
+        "--seeds",
+        type=_positive_int("--seeds"),
+        default=3,
+        help="seeds per row (default: %(default)s)",
+    )
+    p.add_argument(
+        "--out", help="folder for ablation.json and ablation.md (default: the recipe's folder)"
+    )
+    p.add_argument(
+        "--parallel", action="store_true", help="run the trainings as Ray tasks (one CPU each)"
+    )
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
 
 
@@ -30,10 +36,17 @@ def run_ablate(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
     out = Path(args.out) if args.out else Path(args.recipe).resolve().parent
     n_on = len(recipe.tricks_on())
-    print(f"ablating {args.recipe}: {n_on} trick(s) on, {2 + 2 * n_on} rows × {args.seeds} "
-          "seed(s)", flush=True)
-    result = ablate(recipe, seeds=args.seeds, parallel=args.parallel, device=args.device,
-                    progress=lambda line: print(line, flush=True))
+    print(
+        f"ablating {args.recipe}: {n_on} trick(s) on, {2 + 2 * n_on} rows × {args.seeds} seed(s)",
+        flush=True,
+    )
+    result = ablate(
+        recipe,
+        seeds=args.seeds,
+        parallel=args.parallel,
+        device=args.device,
+        progress=lambda line: print(line, flush=True),
+    )
     result.source = args.recipe
     print()
     print(result.table(), end="")
@@ -61,8 +74,12 @@ def _add_export(p: argparse.ArgumentParser) -> None:
     from tricksearch.report._export import TARGETS
 
     p.add_argument("recipe", help="recipe file (YAML/JSON)")
-    p.add_argument("--to", required=True, choices=list(TARGETS),
-                   help="; ".join(f"{k}: {v}" for k, v in TARGETS.items()))
+    p.add_argument(
+        "--to",
+        required=True,
+        choices=list(TARGETS),
+        help="; ".join(f"{k}: {v}" for k, v in TARGETS.items()),
+    )
     p.add_argument("--out", help="write to this file instead of stdout")
 
 
