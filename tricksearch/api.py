@@ -123,6 +123,7 @@ def train(
     metrics = result.metrics()
     metrics["versions"] = versions()
     metrics["dataset"] = data.name
+    metrics["skipped_files"] = list(data.info.get("skipped_files", []))
     if out is not None:
         out = Path(out)
         if out.exists() and not out.is_dir():

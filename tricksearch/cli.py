@@ -136,6 +136,10 @@ def run_train(args: argparse.Namespace) -> int:
         f"final: val_acc {metrics['val_acc']:.4f}  test_acc {metrics['test_acc']:.4f}  "
         f"({metrics['seconds']:.1f}s on {metrics['device']})"
     )
+    skipped = metrics["skipped_files"]
+    if skipped:
+        shown = ", ".join(str(f) for f in skipped[:5]) + (" …" if len(skipped) > 5 else "")
+        print(f"note: skipped {len(skipped)} unreadable image file(s): {shown}")
     if args.out:
         print(f"wrote {args.out}/recipe.yaml, metrics.json, model.pt")
     return 0

@@ -262,3 +262,18 @@ def test_bad_space_file_is_refused_before_ray_starts(tmp_path, capsys) -> None:
     assert code == 2 and "bad.yaml" in err and "epsilon" in err and "low" in err
     assert not (tmp_path / "run").exists()
     assert time.monotonic() - t0 < 30
+
+
+def test_api_search_on_user_tensors_and_factory(tmp_path) -> None:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0  # floats in [0, 1]
+    y = torch.tensor(digits.target)
+    result = tricksearch.search(
+        dataset=(x, y), model=DivergingNet, space=_space_file(tmp_path, 0.01, 0.1),
+        trials=3, epochs=2, out=tmp_path / "run", seeds=1, top_k=1, quiet=True,
+    )
+    assert result.summary["dataset"]["name"] == "tensors"
+    assert result.recipe_path.is_file()
+    assert result.summary["recipe"]["val_acc_mean"] > 0.5

@@ -267,6 +267,9 @@ def run_search(
     stream: IO[str] | None = None if quiet else sys.stdout
     for note in space.notes:
         _say(stream, f"note: {note}")
+    if data.info.get("n_skipped"):
+        _say(stream, f"note: skipped {data.info['n_skipped']} unreadable image file(s), e.g. "
+             f"{data.info['skipped_files'][0]}")
 
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:

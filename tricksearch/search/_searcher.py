@@ -106,6 +106,7 @@ class TruthfulOptunaSearch(OptunaSearch):
         self._max_t = max_t
         self._adopt_running = adopt_running
         self._adoptable: list[int] | None = None
+        self._reported: dict[str, set[int]] = {}
         super().__init__(*args, **kwargs)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
@@ -116,8 +117,18 @@ class TruthfulOptunaSearch(OptunaSearch):
             if self._adoptable:
                 # An interrupted trial: run it again under the same Optuna trial, whose
                 # suggest_* calls return the parameters it already had.
-                self._ot_trials[trial_id] = optuna.Trial(self._ot_study, self._adoptable.pop(0))
+                number = self._adoptable.pop(0)
+                self._ot_trials[trial_id] = optuna.Trial(self._ot_study, number)
+                frozen = self._ot_study._storage.get_trial(number)
+                self._reported[trial_id] = set(frozen.intermediate_values)
         return super().suggest(trial_id)
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        # A re-run of an interrupted trial repeats steps Optuna already holds: skip those.
+        step = result.get("training_iteration")
+        if step in self._reported.get(trial_id, ()):
+            return
+        super().on_trial_result(trial_id, result)
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -136,10 +147,8 @@ class TruthfulOptunaSearch(OptunaSearch):
         if error or value is None:
             self._tell(ot_trial, None, TrialState.FAIL)
         elif step < self._max_t:
-            try:
+            if step not in self._reported.get(trial_id, ()):
                 ot_trial.report(float(value), step)
-            except Exception as exc:  # pragma: no cover - duplicate step on a resumed trial
-                logger.debug("report failed: %s", exc)
             self._tell(ot_trial, None, TrialState.PRUNED)
         else:
             self._tell(ot_trial, float(value), TrialState.COMPLETE)
