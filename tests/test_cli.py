@@ -27,6 +27,15 @@ def test_listings(capsys) -> None:
     assert code == 0 and "[loss]" in out and "label_smoothing" in out and "search:" in out
     code, out, _ = run(capsys, "tricks", "mixup")
     assert code == 0 and "alpha" in out and "label_smoothing" not in out
+    code, out, _ = run(capsys, "spaces")
+    assert code == 0
+    assert {"default", "bag-of-tricks", "regularization", "schedule", "minimal"} <= {
+        line.split()[0] for line in out.splitlines() if line.strip()
+    }
+    code, out, _ = run(capsys, "spaces", "show", "minimal")
+    assert code == 0 and "loss.label_smoothing.epsilon" in out and "9 dimensions" in out
+    code, _, err = run(capsys, "spaces", "show", "nope")
+    assert code == 2 and "nope" in err and "minimal" in err
 
 
 @pytest.mark.parametrize(

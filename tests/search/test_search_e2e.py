@@ -271,9 +271,47 @@ def test_api_search_on_user_tensors_and_factory(tmp_path) -> None:
     x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0  # floats in [0, 1]
     y = torch.tensor(digits.target)
     result = tricksearch.search(
-        dataset=(x, y), model=DivergingNet, space=_space_file(tmp_path, 0.01, 0.1),
-        trials=3, epochs=2, out=tmp_path / "run", seeds=1, top_k=1, quiet=True,
+        dataset=(x, y),
+        model=DivergingNet,
+        space=_space_file(tmp_path, 0.01, 0.1),
+        trials=3,
+        epochs=2,
+        out=tmp_path / "run",
+        seeds=1,
+        top_k=1,
+        quiet=True,
     )
     assert result.summary["dataset"]["name"] == "tensors"
     assert result.recipe_path.is_file()
     assert result.summary["recipe"]["val_acc_mean"] > 0.5
+
+
+def test_time_budget_stops_and_closes_running_trials(tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    code = main(
+        [
+            "search",
+            "--space",
+            "minimal",
+            "--trials",
+            "50",
+            "--epochs",
+            "30",
+            "--grace-period",
+            "30",
+            "--time-budget",
+            "8",
+            "--seeds",
+            "1",
+            "--top-k",
+            "1",
+            "--out",
+            str(run),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    trials = _study(run).trials
+    assert 0 < len(trials) < 50
+    assert all(t.state.is_finished() for t in trials), "nothing left RUNNING in the study"
+    stopped = [t for t in trials if t.state == TrialState.PRUNED]
+    assert all(max(t.intermediate_values) < 30 for t in stopped)

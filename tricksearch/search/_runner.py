@@ -718,7 +718,7 @@ def _finish(
         + "\n"
     )
     _write_report(run_dir, out)
-    _say(out, _closing_lines(best, summary, recipe_path))
+    _say(out, _closing_lines(best, summary, recipe_path, config))
     return SearchResult(
         best=best, run_dir=run_dir, recipe_path=recipe_path, summary=summary, candidates=table
     )
@@ -741,15 +741,26 @@ def _write_report(run_dir: Path, out: IO[str]) -> None:
         )
 
 
-def _closing_lines(best: Recipe, summary: dict[str, Any], path: Path) -> str:
+def _closing_lines(
+    best: Recipe, summary: dict[str, Any], path: Path, config: SearchConfig
+) -> str:
     r, b = summary["recipe"], summary["baseline"]
     n = len(summary["seeds"])
     tricks = ", ".join(best.tricks_on()) or "none"
+    changed = [
+        f"{k} {getattr(best.budget, k):g} instead of {getattr(config, k):g}"
+        for k in ("lr", "batch_size")
+        if getattr(best.budget, k) != getattr(config, k)
+    ]
+    searched = summary.get("search", {})
+    budget = summary.get("budget", {})
+    default_budget = f"; {', '.join(changed)}" if changed else ""
     return (
         f"best recipe: {path}\n"
-        f"  tricks: {tricks}\n"
+        f"  tricks: {tricks}{default_budget}\n"
         f"  test acc {r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} vs baseline "
-        f"{b['test_acc_mean']:.4f} ± {b['test_acc_std']:.4f} ({n} seeds; "
-        f"gain {summary['gain']['test_acc']:+.4f})\n"
+        f"{b['test_acc_mean']:.4f} ± {b['test_acc_std']:.4f} ({n} seed{'s' if n > 1 else ''}; "
+        f"gain {summary['gain']['test_acc']:+.4f}; {sum(searched.get('trials', {}).values())} "
+        f"trials of {budget.get('epochs', '?')} epochs)\n"
         f"  reproduce: tricksearch train --recipe {path}"
     )
