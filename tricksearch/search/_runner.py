@@ -268,8 +268,11 @@ def run_search(
     for note in space.notes:
         _say(stream, f"note: {note}")
     if data.info.get("n_skipped"):
-        _say(stream, f"note: skipped {data.info['n_skipped']} unreadable image file(s), e.g. "
-             f"{data.info['skipped_files'][0]}")
+        _say(
+            stream,
+            f"note: skipped {data.info['n_skipped']} unreadable image file(s), e.g. "
+            f"{data.info['skipped_files'][0]}",
+        )
 
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -741,9 +744,7 @@ def _write_report(run_dir: Path, out: IO[str]) -> None:
         )
 
 
-def _closing_lines(
-    best: Recipe, summary: dict[str, Any], path: Path, config: SearchConfig
-) -> str:
+def _closing_lines(best: Recipe, summary: dict[str, Any], path: Path, config: SearchConfig) -> str:
     r, b = summary["recipe"], summary["baseline"]
     n = len(summary["seeds"])
     tricks = ", ".join(best.tricks_on()) or "none"
