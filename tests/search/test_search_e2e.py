@@ -315,3 +315,71 @@ def test_time_budget_stops_and_closes_running_trials(tmp_path, capsys) -> None:
     assert all(t.state.is_finished() for t in trials), "nothing left RUNNING in the study"
     stopped = [t for t in trials if t.state == TrialState.PRUNED]
     assert all(max(t.intermediate_values) < 30 for t in stopped)
+
+
+def test_join_an_existing_cluster_and_refuse_a_dead_address(tmp_path, capsys) -> None:
+    import shutil
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = main(
+        [
+            "search",
+            "--space",
+            "minimal",
+            "--trials",
+            "2",
+            "--epochs",
+            "1",
+            "--address",
+            f"127.0.0.1:{port}",
+            "--out",
+            str(tmp_path / "dead"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and f"127.0.0.1:{port}" in err and "nothing answers" in err
+    assert not (tmp_path / "dead" / "search.json").exists()  # nothing to resume: may retry
+
+    ray_cli = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+    start = [
+        ray_cli,
+        "start",
+        "--head",
+        "--port",
+        str(port),
+        "--num-cpus",
+        "2",
+        "--include-dashboard",
+        "false",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--disable-usage-stats",
+    ]
+    subprocess.run(start, check=True, capture_output=True, timeout=120)
+    try:
+        code = main(
+            [
+                "search",
+                "--space",
+                "minimal",
+                "--trials",
+                "3",
+                "--epochs",
+                "2",
+                "--seeds",
+                "1",
+                "--top-k",
+                "1",
+                "--address",
+                f"127.0.0.1:{port}",
+                "--out",
+                str(tmp_path / "joined"),
+            ]
+        )
+        assert code == 0, capsys.readouterr().err
+        assert len(_study(tmp_path / "joined").trials) == 3
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)

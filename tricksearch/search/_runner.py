@@ -275,8 +275,6 @@ def run_search(
         )
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        config.save(run_dir / "search.json")
     storage = open_storage(run_dir)
     study = optuna.create_study(
         storage=storage,
@@ -322,6 +320,8 @@ def run_search(
                 contextlib.ExitStack() as st,
             ):
                 out = st.enter_context(open(os.devnull, "w")) if quiet else console
+                if not resume:  # Ray is up and has the resources: from here on, resumable
+                    config.save(run_dir / "search.json")
                 if remaining > 0:
                     _say(
                         out,
@@ -368,6 +368,40 @@ def run_search(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _join_auth_mode() -> None:
+    """Joining an existing cluster: Ray 2.60 enables token authentication on clusters it starts,
+    but a client given an address only sends the token in token mode. Turn it on when the user has
+    not chosen (RAY_AUTH_MODE unset) and a token is at hand — what ``ray.init()`` does by itself
+    for a local cluster."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # another Ray version: leave it to the user's RAY_AUTH_MODE
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not minutes, when nothing listens at ``host:port``."""
+    import socket
+
+    if address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            return
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"address: got {address!r}, but nothing answers there ({exc}); expected the "
+            "host:port printed by `ray start --head` (default port 6379), ray://host:10001 or "
+            "auto."
+        ) from None
+
+
 @contextlib.contextmanager
 def _ray_session(
     config: SearchConfig, run_dir: Path, timings: dict[str, float]
@@ -381,14 +415,27 @@ def _ray_session(
         started = False
         t0 = time.monotonic()
         if not ray.is_initialized():
-            ray.init(
-                address=config.address,
-                include_dashboard=False,
-                log_to_driver=False,
-                logging_level=logging.WARNING,
-                # Ship this package to cluster workers that do not have it installed.
-                runtime_env=None,
-            )
+            if config.address:
+                _check_reachable(config.address)
+                _join_auth_mode()
+            try:
+                ray.init(
+                    address=config.address,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.WARNING,
+                )
+            except (ConnectionError, RuntimeError) as exc:
+                if not config.address:
+                    raise
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ConfigError(
+                    f"address: could not join the Ray cluster at {config.address!r} ({first}). "
+                    "Check the address (host:port of `ray start --head`, or ray://host:10001); "
+                    "a cluster with token authentication also needs its token here "
+                    "(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) and "
+                    f"RAY_AUTH_MODE=token. Ray's log: {run_dir / 'ray.log'}"
+                ) from None
             started = True
         timings["ray_start_seconds"] = time.monotonic() - t0
         try:
