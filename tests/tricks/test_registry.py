@@ -133,3 +133,58 @@ def test_build_pieces_follow_the_recipe() -> None:
     assert parts.ema is not None
     sched = parts.scheduler
     assert isinstance(sched, torch.optim.lr_scheduler.LRScheduler)
+
+
+@pytest.mark.slow
+def test_every_family_at_once_trains() -> None:
+    """The interactions: soft targets + smoothing + focal + flooding + distillation + adversarial
+    + snapshot ensemble + EMA + bf16 + a residual model with every tweak, in one recipe."""
+    recipe = Recipe.from_dict(
+        {
+            "model": {"name": "resnet-cifar", "options": {"depth": 8, "width": 16}},
+            "budget": {"epochs": 2, "batch_size": 64, "lr": 0.05},
+            "schedule": {
+                "lr_scaling": {"rule": "sqrt"},
+                "warmup": {"epochs": 0.5},
+                "cosine_restarts": {"t0_epochs": 1, "snapshot_ensemble": True},
+            },
+            "loss": {
+                "label_smoothing": {"epsilon": 0.1},
+                "focal": {"gamma": 1.0, "alpha": "inverse_frequency"},
+                "flooding": {"level": 0.02},
+                "distillation": {"teacher": "cnn-small", "teacher_epochs": 1},
+                "bias_prior": {},
+            },
+            "mixing": {"mixup": {"alpha": 0.2}, "cutmix": {}, "ricap": {"prob": 0.5}},
+            "augment": {
+                "hflip": {},
+                "random_crop": {"padding": 1},
+                "cutout": {"size": 0.25},
+                "random_erasing": {"prob": 0.25},
+                "randaugment": {"num_ops": 2, "magnitude": 9},
+                "multiscale": {"scales": [1.0, 1.5], "every_epochs": 1},
+            },
+            "optimizer": {
+                "adamw": {},
+                "weight_decay": {"value": 1e-4},
+                "no_bias_decay": {},
+                "lookahead": {"k": 5, "alpha": 0.5},
+                "grad_clip": {"max_norm": 1.0},
+            },
+            "model_tweaks": {
+                "zero_gamma": {},
+                "dropout": {"p": 0.1},
+                "group_norm": {"groups": 8},
+                "activation": {"fn": "gelu"},
+                "resnet_variant": {"variant": "d"},
+            },
+            "procedure": {
+                "low_precision": {"dtype": "bf16"},
+                "ema": {"decay": 0.99},
+                "adversarial": {"epsilon": 0.02, "steps": 2, "mix_ratio": 0.5},
+            },
+        }
+    )
+    result = fit(recipe, evaluate_test=True)
+    assert all(math.isfinite(m.train_loss) for m in result.history)
+    assert 0.0 <= result.test_acc <= 1.0

@@ -251,7 +251,9 @@ def fit(
             if parts.mixer is not None:
                 x, target = parts.mixer(x, yb)
             if parts.adversarial is not None:
-                x = parts.adversarial(net, x, target, parts.loss)
+                # The attack raises the task loss (cross entropy on the hard or soft target),
+                # not the distillation or flooding terms of the training loss.
+                x = parts.adversarial(net, x, target, F.cross_entropy)
             with parts.precision.autocast(dev):
                 logits = net(x)
                 teacher_logits = None
