@@ -21,7 +21,6 @@ Identical configurations (the recipe with one trick equals ``+ trick``) are trai
 from __future__ import annotations
 
 import json
-import logging
 import math
 import statistics
 import time
@@ -333,27 +332,22 @@ def _run_ray(
     device: str | None,
     done: Callable[[str, dict[str, Any]], None],
 ) -> None:
-    import ray
+    from tricksearch.search._parallel import map_tasks, ray_running
 
-    started = False
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-        started = True
-    try:
-        gpu = 0.0
-        if device is not None and str(device).startswith("cuda"):
-            gpu = 0.25
-        remote = ray.remote(num_cpus=1, num_gpus=gpu)(_train_job)
-        data_ref = ray.put(data)
-        refs = {remote.remote(recipe, seed, data_ref, device): key for key, recipe, seed in jobs}
-        pending = list(refs)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            for ref in ready:
-                done(refs[ref], ray.get(ref))
-    finally:
-        if started:
-            ray.shutdown()
+    gpu = 0.25 if device is not None and str(device).startswith("cuda") else 0.0
+    tasks = [(recipe, seed, device) for _, recipe, seed in jobs]
+    with ray_running():
+        for i, res in map_tasks(_train_ray_job, tasks, num_cpus=1, num_gpus=gpu, shared=data):
+            key, _, seed = jobs[i]
+            if isinstance(res, Exception):
+                res = {"seed": seed, "error": str(res).splitlines()[0], "seconds": 0.0}
+            done(key, res)
+
+
+def _train_ray_job(
+    recipe: dict[str, Any], seed: int, device: str | None, data: DatasetSplits | None
+) -> dict[str, Any]:
+    return _train_job(recipe, seed, data, device)
 
 
 def _ray_available() -> bool:

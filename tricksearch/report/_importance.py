@@ -16,7 +16,6 @@ count (a trial ASHA stopped early is PRUNED and has no final value).
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,32 +120,20 @@ class ImportanceResult:
         return self.reason is None and bool(self.by_trick)
 
 
-def _default_evaluator() -> Any:
-    """Optuna's default evaluator, built explicitly so its class can be named."""
-    import optuna
-
-    major = int(optuna.__version__.split(".")[0])
-    importance = optuna.importance
-    if major >= 5 and hasattr(importance, "PedAnovaImportanceEvaluator"):
-        return importance.PedAnovaImportanceEvaluator()
-    return importance.FanovaImportanceEvaluator()
-
-
 def trick_importance(study: Any) -> ImportanceResult:
     """Per-trick importance of ``study`` (an ``optuna.Study``); see the module docstring.
 
     Needs at least two COMPLETE trials with different values; otherwise returns a result whose
     ``reason`` says why, instead of raising.
     """
-    from optuna.trial import TrialState
+    from tricksearch.search._study import evaluator_name, param_importances
 
     complete = [
         t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None and math.isfinite(t.value)
+        for t in study.get_trials(deepcopy=False)
+        if t.state.name == "COMPLETE" and t.value is not None and math.isfinite(t.value)
     ]
-    evaluator = _default_evaluator()
-    name = type(evaluator).__name__
+    name = evaluator_name()
     result = ImportanceResult(evaluator=name, n_complete=len(complete))
     if len(complete) < 2:
         result.reason = (
@@ -163,16 +150,11 @@ def trick_importance(study: Any) -> ImportanceResult:
     if not any(t.params for t in complete):
         result.reason = "the COMPLETE trials sampled no parameters; nothing to rate."
         return result
-    import optuna
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            params = optuna.importance.get_param_importances(study, evaluator=evaluator)
-        except (ValueError, RuntimeError, ImportError) as exc:
-            result.reason = f"{name} could not rate this study: {exc}"
-            return result
-    result.warnings = sorted({str(w.message).splitlines()[0] for w in caught})
+    try:
+        params, name, result.warnings = param_importances(study)
+    except ValueError as exc:
+        result.reason = str(exc)
+        return result
     result.by_param = dict(params)
     result.by_trick = group_by_trick(params)
     if not result.by_trick:

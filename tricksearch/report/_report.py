@@ -30,11 +30,11 @@ from tricksearch.report._plots import (
     plot_recipe_vs_baseline,
 )
 from tricksearch.report._show import evidence_lines, implicit_defaults, trick_lines
+from tricksearch.search._study import STUDY_NAME, load_study
 
 __all__ = ["STUDY_NAME", "load_study", "write_report"]
 
 #: The name of the Optuna study a search writes into ``study.db``.
-STUDY_NAME = "tricksearch"
 _FIGURES = ("history.png", "importance.png", "ablation.png", "recipe_vs_baseline.png")
 
 
@@ -46,38 +46,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"report: {str(path)!r} is not valid JSON ({exc}).") from None
     return raw if isinstance(raw, dict) else None
-
-
-def load_study(run_dir: str | Path) -> Any:
-    """Open the Optuna study of a run folder; errors name the path and what is expected."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ConfigError(
-            f"report: no run folder at {str(run_dir)!r}; expected the --out folder of a "
-            "`tricksearch search` (holding study.db, results.json, best_recipe.yaml)."
-        )
-    db = run_dir / "study.db"
-    if not db.is_file():
-        raise ConfigError(
-            f"report: no study at {str(db)!r}; expected the Optuna SQLite study (study name "
-            f"{STUDY_NAME!r}) that `tricksearch search --out {run_dir}` writes."
-        )
-    import optuna
-
-    url = f"sqlite:///{db.resolve()}"
-    try:
-        return optuna.load_study(study_name=STUDY_NAME, storage=url)
-    except KeyError:
-        names = optuna.get_all_study_names(storage=url)
-        raise ConfigError(
-            f"report: {str(db)!r} holds no study named {STUDY_NAME!r} (it holds: "
-            f"{', '.join(names) or 'none'}); expected the study a tricksearch search writes."
-        ) from None
-    except Exception as exc:  # sqlalchemy errors: not a database, locked, newer schema …
-        raise ConfigError(
-            f"report: cannot open {str(db)!r} as an Optuna study ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0]})."
-        ) from None
 
 
 def _trial_epochs(t: Any) -> int:
@@ -126,9 +94,7 @@ def write_report(run_dir: str | Path) -> Path:
     prov: dict[str, Any] = results.get("summary") or (recipe.provenance if recipe else {}) or {}
     metric = config.get("metric") or (prov.get("search") or {}).get("metric") or "val_acc"
 
-    from optuna.study import StudyDirection
-
-    maximize = study.direction == StudyDirection.MAXIMIZE
+    maximize = study.direction.name == "MAXIMIZE"
     trials = study.get_trials(deepcopy=False)
     points = [TrialPoint(t.number, t.state.name, _trial_value(t), _trial_epochs(t)) for t in trials]
     written: set[str] = set()

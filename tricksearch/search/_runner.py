@@ -30,6 +30,7 @@ from tricksearch.data import DatasetSplits
 from tricksearch.errors import ConfigError, TricksearchError
 from tricksearch.recipe import Recipe
 from tricksearch.search._config import SearchConfig
+from tricksearch.search._study import STUDY_NAME
 
 __all__ = ["SearchFailed", "SearchInterrupted", "SearchResult", "run_search"]
 
@@ -278,7 +279,7 @@ def run_search(
     storage = open_storage(run_dir)
     study = optuna.create_study(
         storage=storage,
-        study_name="tricksearch",
+        study_name=STUDY_NAME,
         direction="maximize" if config.mode == "max" else "minimize",
         load_if_exists=True,
     )
@@ -346,7 +347,7 @@ def run_search(
                         out,
                     )
                     timings["tune_seconds"] = time.monotonic() - t_tune
-                study = optuna.load_study(study_name="tricksearch", storage=storage)
+                study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
                 from tricksearch.search._searcher import close_running_trials
 
                 close_running_trials(study)
@@ -359,7 +360,7 @@ def run_search(
     if interrupted:
         with contextlib.suppress(Exception):
             _write_trials_csv(
-                optuna.load_study(study_name="tricksearch", storage=storage), run_dir / "trials.csv"
+                optuna.load_study(study_name=STUDY_NAME, storage=storage), run_dir / "trials.csv"
             )
         raise SearchInterrupted(
             f"search interrupted; finished trials are kept in {run_dir / 'study.db'}. "
@@ -472,7 +473,7 @@ def _tune(
         mode=config.mode,
         points_to_evaluate=points or None,
         sampler=sampler,
-        study_name="tricksearch",
+        study_name=STUDY_NAME,
         storage=storage,
         max_t=config.epochs,
         adopt_running=resume,
@@ -590,30 +591,25 @@ def _pick_candidates(study: Any, config: SearchConfig) -> list[Any]:
 def _retrain(
     jobs: list[tuple[str, dict[str, Any], int]], ctx: Any, config: SearchConfig, out: IO[str]
 ) -> list[dict[str, Any]]:
-    import ray
-
+    from tricksearch.search._parallel import map_tasks
     from tricksearch.search._trainable import retrain_one
 
-    remote = ray.remote(num_cpus=config.cpus_per_trial, num_gpus=config.gpus_per_trial)(retrain_one)
-    ctx_ref = ray.put(ctx)
-    refs = {remote.remote(recipe, seed, ctx_ref): (label, seed) for label, recipe, seed in jobs}
     results: list[dict[str, Any]] = []
-    pending = list(refs)
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        for ref in ready:
-            label, seed = refs[ref]
-            try:
-                res = ray.get(ref)
-            except Exception as exc:  # a candidate that raises is out, not the search
-                res = {"seed": seed, "error": str(exc).splitlines()[0]}
-            res["label"] = label
-            results.append(res)
-            _say(
-                out,
-                f"  retrained {len(results)}/{len(jobs)}: {label} seed {seed}: "
-                + (f"val_acc {res['val_acc']:.4f}" if "val_acc" in res else "failed"),
-            )
+    tasks = [(recipe, seed) for _, recipe, seed in jobs]
+    for i, res in map_tasks(
+        retrain_one,
+        tasks,
+        num_cpus=config.cpus_per_trial,
+        num_gpus=config.gpus_per_trial,
+        shared=ctx,
+    ):
+        label, _, seed = jobs[i]
+        if isinstance(res, Exception):  # a candidate that raises is out, not the search
+            res = {"seed": seed, "error": str(res).splitlines()[0]}
+        res["label"] = label
+        results.append(res)
+        score = f"val_acc {res['val_acc']:.4f}" if "val_acc" in res else "failed"
+        _say(out, f"  retrained {len(results)}/{len(jobs)}: {label} seed {seed}: {score}")
     return results
 
 

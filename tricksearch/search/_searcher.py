@@ -22,6 +22,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from tricksearch.errors import ConfigError
 from tricksearch.search._config import SAMPLERS
+from tricksearch.search._study import STUDY_NAME
 
 __all__ = [
     "STUDY_NAME",
@@ -31,7 +32,6 @@ __all__ = [
     "open_storage",
 ]
 
-STUDY_NAME = "tricksearch"
 logger = logging.getLogger(__name__)
 
 

@@ -1,0 +1,87 @@
+"""Reading a finished search's Optuna study: for the report, which must not import optuna itself.
+
+``search/`` is the only package that imports ray and optuna (DESIGN.md); the report asks here.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from tricksearch.errors import ConfigError
+
+__all__ = ["STUDY_NAME", "load_study", "param_importances"]
+
+#: The study name every search writes (one study per run folder).
+STUDY_NAME = "tricksearch"
+
+
+def load_study(run_dir: str | Path) -> Any:
+    """The Optuna study of the run folder ``run_dir``, or a ConfigError saying what is wrong."""
+    """Open the Optuna study of a run folder; errors name the path and what is expected."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(
+            f"report: no run folder at {str(run_dir)!r}; expected the --out folder of a "
+            "`tricksearch search` (holding study.db, results.json, best_recipe.yaml)."
+        )
+    db = run_dir / "study.db"
+    if not db.is_file():
+        raise ConfigError(
+            f"report: no study at {str(db)!r}; expected the Optuna SQLite study (study name "
+            f"{STUDY_NAME!r}) that `tricksearch search --out {run_dir}` writes."
+        )
+    import optuna
+
+    url = f"sqlite:///{db.resolve()}"
+    try:
+        return optuna.load_study(study_name=STUDY_NAME, storage=url)
+    except KeyError:
+        names = optuna.get_all_study_names(storage=url)
+        raise ConfigError(
+            f"report: {str(db)!r} holds no study named {STUDY_NAME!r} (it holds: "
+            f"{', '.join(names) or 'none'}); expected the study a tricksearch search writes."
+        ) from None
+    except Exception as exc:  # sqlalchemy errors: not a database, locked, newer schema …
+        raise ConfigError(
+            f"report: cannot open {str(db)!r} as an Optuna study ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0]})."
+        ) from None
+
+
+def default_evaluator() -> Any:
+    """Optuna's default importance evaluator, built explicitly so its class can be named:
+    PED-ANOVA on Optuna >= 5 (handles conditional parameters), fANOVA before."""
+    import optuna
+
+    importance = optuna.importance
+    major = int(optuna.__version__.split(".")[0])
+    if major >= 5 and hasattr(importance, "PedAnovaImportanceEvaluator"):
+        return importance.PedAnovaImportanceEvaluator()
+    return importance.FanovaImportanceEvaluator()
+
+
+def param_importances(study: Any) -> tuple[dict[str, float], str, list[str]]:
+    """(importance per parameter, the evaluator's class name, Optuna's warnings, one line each).
+
+    Raises ``ValueError`` when the evaluator cannot rate the study.
+    """
+    import optuna
+
+    evaluator = default_evaluator()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            params = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        except (ValueError, RuntimeError, ImportError) as exc:
+            raise ValueError(
+                f"{type(evaluator).__name__} could not rate this study: {exc}"
+            ) from None
+    notes = sorted({str(w.message).splitlines()[0] for w in caught})
+    return dict(params), type(evaluator).__name__, notes
+
+
+def evaluator_name() -> str:
+    """The class name of the evaluator :func:`param_importances` uses."""
+    return type(default_evaluator()).__name__
