@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -22,8 +23,14 @@ def _add_ablate(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out", help="folder for ablation.json and ablation.md (default: the recipe's folder)"
     )
-    p.add_argument(
-        "--parallel", action="store_true", help="run the trainings as Ray tasks (one CPU each)"
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--parallel",
+        action="store_true",
+        help="run the trainings as Ray tasks, one CPU each (the default on a machine with 2+ CPUs)",
+    )
+    mode.add_argument(
+        "--sequential", action="store_true", help="train one configuration after the other"
     )
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
 
@@ -43,7 +50,7 @@ def run_ablate(args: argparse.Namespace) -> int:
     result = ablate(
         recipe,
         seeds=args.seeds,
-        parallel=args.parallel,
+        parallel=args.parallel or (not args.sequential and (os.cpu_count() or 1) >= 2),
         device=args.device,
         progress=lambda line: print(line, flush=True),
     )

@@ -22,7 +22,13 @@ def ray_running() -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    auth_log = logging.getLogger("ray._private.authentication")
+    level = auth_log.level
+    auth_log.setLevel(logging.ERROR)  # "token authentication is enabled" on every local start
+    try:
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    finally:
+        auth_log.setLevel(level)
     try:
         yield
     finally:
