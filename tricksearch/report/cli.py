@@ -59,6 +59,10 @@ def run_ablate(args: argparse.Namespace) -> int:
     print(result.table(), end="")
     json_path, md_path = result.save(out)
     print(f"wrote {json_path} and {md_path}")
+    if (out / "study.db").is_file():  # the recipe of a search: its report gains the ablation
+        from tricksearch.report._report import write_report
+
+        print(f"updated {write_report(out)}")
     return 0
 
 
