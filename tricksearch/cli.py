@@ -123,7 +123,11 @@ def _epoch_printer(total: int) -> Callable[[Any], None]:
 def run_train(args: argparse.Namespace) -> int:
     from tricksearch.api import as_recipe, train
 
+    from tricksearch.engine import load_data, resolve_device
+
     recipe = _apply_overrides(as_recipe(args.recipe), args)
+    resolve_device(args.device)  # bad input is refused before anything starts
+    load_data(recipe)  # cached: train() below reuses it
     print(
         f"training {recipe.model.name} on {recipe.data.dataset} for {recipe.budget.epochs} epochs; "
         f"tricks on: {', '.join(recipe.tricks_on()) or 'none (baseline)'}",

@@ -129,6 +129,7 @@ def run_show(args: argparse.Namespace) -> int:
     from tricksearch.recipe import load_recipe
     from tricksearch.report._show import show_recipe
 
+    recipe = load_recipe(args.recipe)
     print(f"recipe: {args.recipe}")
-    sys.stdout.write(show_recipe(load_recipe(args.recipe)))
+    sys.stdout.write(show_recipe(recipe))
     return 0
