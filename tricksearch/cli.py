@@ -122,7 +122,6 @@ def _epoch_printer(total: int) -> Callable[[Any], None]:
 )
 def run_train(args: argparse.Namespace) -> int:
     from tricksearch.api import as_recipe, train
-
     from tricksearch.engine import load_data, resolve_device
 
     recipe = _apply_overrides(as_recipe(args.recipe), args)
