@@ -131,3 +131,16 @@ def test_checkpoint_round_trip(tmp_path) -> None:
     with pytest.raises(ConfigError, match="not a tricksearch checkpoint"):
         torch.save({"x": 1}, tmp_path / "bad.pt")
         load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_streaming_path_gives_the_same_numbers_as_the_device_path() -> None:
+    from tricksearch.data.loader import StreamingLoader
+
+    r = Recipe.from_dict(SHORT | {"augment": {"hflip": {}, "random_crop": {"padding": 1}}})
+    resident = fit(r)
+    streamed = fit(r, max_device_bytes=0)  # nothing "fits": batches stream from host memory
+    assert [m.train_loss for m in streamed.history] == [m.train_loss for m in resident.history]
+    assert streamed.images_seen == resident.images_seen
+    from tricksearch.data.loader import make_loader
+
+    assert isinstance(make_loader(load_dataset("digits"), 64, max_device_bytes=0), StreamingLoader)

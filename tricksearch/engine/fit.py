@@ -186,12 +186,14 @@ def fit(
     device: str | torch.device | None = None,
     evaluate_test: bool = False,
     teacher: nn.Module | None = None,
+    max_device_bytes: int | None = None,
 ) -> FitResult:
     """Train ``model`` (default: the recipe's) on ``data`` (default: the recipe's) per the recipe.
 
     ``on_epoch`` is called after every epoch with :class:`EpochMetrics` (one positional argument)
     or with its fields as keywords. Same seed and device give the same numbers. Raises
-    :class:`TrainingDiverged` when the loss becomes NaN/inf.
+    :class:`TrainingDiverged` when the loss becomes NaN/inf. ``max_device_bytes`` caps the size of
+    a train split kept on the device (larger ones stream through a DataLoader-style path).
     """
     if not isinstance(recipe, Recipe):
         raise ConfigTypeError(f"recipe: got {type(recipe).__name__}, expected a Recipe.")
@@ -207,8 +209,11 @@ def fit(
 
     budget = recipe.budget
     torch.manual_seed(budget.seed)
+    # The train split lives on the device when it fits in ``max_device_bytes`` (default 2 GiB);
+    # otherwise batches stream from host memory (same order, so the same numbers on a CPU).
+    extra = {} if max_device_bytes is None else {"max_device_bytes": max_device_bytes}
     loader = make_loader(
-        data, budget.batch_size, split="train", device=dev, shuffle=True, seed=budget.seed
+        data, budget.batch_size, split="train", device=dev, shuffle=True, seed=budget.seed, **extra
     )
     parts: Components = build(
         recipe,
