@@ -252,6 +252,12 @@ def run_search(
             f"out: {str(run_dir)!r} already holds a search; continue it with "
             f"`tricksearch search --resume {config.out}` or choose another --out."
         )
+    # Paths as absolute ones: trials run in other folders, and a resume may start elsewhere.
+    if Path(config.space).expanduser().is_file():
+        config.space = str(Path(config.space).expanduser().resolve())
+    if config.data_root is not None:
+        config.data_root = str(Path(config.data_root).expanduser().resolve())
+    config.dataset = _absolute_dataset(config.dataset)
     # Everything that can be wrong with the input is found here, before Ray starts.
     base = _base_recipe(config)
     if data is None:
