@@ -15,6 +15,7 @@ from tricksearch.models._layers import (
     ACTIVATIONS,
     COMMON_OPTIONS,
     OptionReader,
+    PooledClassifier,
     make_activation,
     read_norm,
 )
@@ -90,7 +91,7 @@ def build_mlp(
     return model
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(PooledClassifier):
     """Three conv-norm-activation blocks (width, 2w, 4w), 2x2 max-pool after the first two.
 
     A pool is skipped when the feature map is already smaller than 2 pixels, so 8x8 inputs
@@ -123,17 +124,7 @@ class SmallCNN(nn.Module):
                 h, w = h // 2, w // 2
             prev = ch
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.fc = nn.Linear(prev, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    @property
-    def classifier(self) -> nn.Linear:
-        """The final ``nn.Linear`` (same module as ``fc``)."""
-        return self.fc
+        self._make_head(prev, num_classes, dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits ``[B, num_classes]`` for images ``[B, C, H, W]``."""

@@ -191,3 +191,21 @@ COMMON_OPTIONS: dict[str, str] = {
     "norm_groups": "groups of GroupNorm when norm='group' (default 8; must divide every layer)",
     "dropout": "dropout probability before the classifier, in [0, 1) (default 0)",
 }
+
+
+class PooledClassifier(nn.Module):
+    """Base of the built-in conv nets: a global-average-pool head (``pool``, ``dropout``, ``fc``),
+    Kaiming-initialised convolutions, and ``classifier`` pointing at ``fc``."""
+
+    def _make_head(self, in_ch: int, num_classes: int, dropout: float) -> None:
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fc = nn.Linear(in_ch, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    @property
+    def classifier(self) -> nn.Linear:
+        """The final ``nn.Linear`` (same module as ``fc``)."""
+        return self.fc

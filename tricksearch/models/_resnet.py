@@ -37,6 +37,7 @@ from tricksearch.models._layers import (
     COMMON_OPTIONS,
     NormFactory,
     OptionReader,
+    PooledClassifier,
     make_activation,
     read_norm,
 )
@@ -153,7 +154,7 @@ class Bottleneck(nn.Module):
         return self.act(out + identity)
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(PooledClassifier):
     """stem -> layer1..layer3 -> global average pool -> dropout -> ``fc``."""
 
     def __init__(
@@ -208,17 +209,7 @@ class CifarResNet(nn.Module):
                 in_ch = width * mult * block_cls.expansion
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = stages
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.fc = nn.Linear(in_ch, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    @property
-    def classifier(self) -> nn.Linear:
-        """The final ``nn.Linear`` (same module as ``fc``)."""
-        return self.fc
+        self._make_head(in_ch, num_classes, dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits ``[B, num_classes]`` for images ``[B, C, H, W]``."""
