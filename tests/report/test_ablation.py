@@ -159,7 +159,6 @@ def test_ablation_on_digits_three_tricks_two_seeds() -> None:
 
 @pytest.mark.slow
 def test_cli_ablate_parallel_with_ray(tmp_path: Path, capsys) -> None:
-    pytest.importorskip("ray")
     raw = {**THREE, "schedule": {}, "mixing": {}}
     path = Recipe.from_dict(raw).save(tmp_path / "recipe.yaml")
     assert main(["ablate", "--recipe", str(path), "--seeds", "2", "--parallel"]) == 0

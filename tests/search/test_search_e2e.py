@@ -27,33 +27,18 @@ pytestmark = pytest.mark.slow
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers can't import tests
 
 
+def _search(out: Path | str, flags: str = "") -> int:
+    """`tricksearch search --space minimal FLAGS --out OUT` in-process; the exit status."""
+    return main(["search", "--space", "minimal", *flags.split(), "--out", str(out)])
+
+
 def _study(run: Path) -> optuna.Study:
     return optuna.load_study(study_name="tricksearch", storage=f"sqlite:///{run / 'study.db'}")
 
 
 def test_cli_search_writes_a_recipe_that_trains_again(tmp_path, capsys) -> None:
     run = tmp_path / "digits"
-    code = main(
-        [
-            "search",
-            "--dataset",
-            "digits",
-            "--model",
-            "cnn-small",
-            "--space",
-            "minimal",
-            "--trials",
-            "8",
-            "--epochs",
-            "6",
-            "--seeds",
-            "2",
-            "--top-k",
-            "2",
-            "--out",
-            str(run),
-        ]
-    )
+    code = _search(run, "--trials 8 --epochs 6 --seeds 2 --top-k 2")
     out = capsys.readouterr().out
     assert code == 0
     assert "best recipe:" in out and "vs baseline" in out
@@ -105,7 +90,7 @@ def test_cli_search_writes_a_recipe_that_trains_again(tmp_path, capsys) -> None:
     assert metrics["test_acc"] == pytest.approx(prov["recipe"]["test_acc"][0], abs=1e-9)
 
     # the same folder again is refused, pointing at --resume
-    code = main(["search", "--space", "minimal", "--out", str(run)])
+    code = _search(run)
     assert code == 2 and "--resume" in capsys.readouterr().err
 
 
@@ -175,28 +160,8 @@ def test_every_trial_failing_is_a_clear_error_and_no_recipe(tmp_path) -> None:
 
 def test_interrupted_search_resumes_to_exactly_the_requested_trials(tmp_path) -> None:
     run = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "tricksearch",
-        "search",
-        "--dataset",
-        "digits",
-        "--space",
-        "minimal",
-        "--trials",
-        "12",
-        "--epochs",
-        "8",
-        "--grace-period",
-        "8",
-        "--seeds",
-        "1",
-        "--top-k",
-        "1",
-        "--out",
-        str(run),
-    ]
+    flags = "--space minimal --trials 12 --epochs 8 --grace-period 8 --seeds 1 --top-k 1"
+    cmd = [sys.executable, "-m", "tricksearch", "search", *flags.split(), "--out", str(run)]
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 240
@@ -232,21 +197,7 @@ def test_interrupted_search_resumes_to_exactly_the_requested_trials(tmp_path) ->
 def test_missing_gpu_is_refused_before_any_trial(tmp_path, capsys) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    code = main(
-        [
-            "search",
-            "--space",
-            "minimal",
-            "--trials",
-            "2",
-            "--epochs",
-            "1",
-            "--gpus-per-trial",
-            "1",
-            "--out",
-            str(tmp_path / "run"),
-        ]
-    )
+    code = _search(tmp_path / "run", "--trials 2 --epochs 1 --gpus-per-trial 1")
     err = capsys.readouterr().err
     assert code == 2
     assert "gpus_per_trial: got 1.0" in err and "0 GPU" in err
@@ -288,27 +239,8 @@ def test_api_search_on_user_tensors_and_factory(tmp_path) -> None:
 
 def test_time_budget_stops_and_closes_running_trials(tmp_path, capsys) -> None:
     run = tmp_path / "run"
-    code = main(
-        [
-            "search",
-            "--space",
-            "minimal",
-            "--trials",
-            "50",
-            "--epochs",
-            "30",
-            "--grace-period",
-            "30",
-            "--time-budget",
-            "8",
-            "--seeds",
-            "1",
-            "--top-k",
-            "1",
-            "--out",
-            str(run),
-        ]
-    )
+    flags = "--trials 50 --epochs 30 --grace-period 30 --time-budget 8 --seeds 1 --top-k 1"
+    code = _search(run, flags)
     assert code == 0, capsys.readouterr().err
     trials = _study(run).trials
     assert 0 < len(trials) < 50
@@ -324,21 +256,7 @@ def test_join_an_existing_cluster_and_refuse_a_dead_address(tmp_path, capsys) ->
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code = main(
-        [
-            "search",
-            "--space",
-            "minimal",
-            "--trials",
-            "2",
-            "--epochs",
-            "1",
-            "--address",
-            f"127.0.0.1:{port}",
-            "--out",
-            str(tmp_path / "dead"),
-        ]
-    )
+    code = _search(tmp_path / "dead", f"--trials 2 --epochs 1 --address 127.0.0.1:{port}")
     err = capsys.readouterr().err
     assert code == 2 and f"127.0.0.1:{port}" in err and "nothing answers" in err
     assert not (tmp_path / "dead" / "search.json").exists()  # nothing to resume: may retry
@@ -346,39 +264,13 @@ def test_join_an_existing_cluster_and_refuse_a_dead_address(tmp_path, capsys) ->
     ray_cli = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
     start = [
         ray_cli,
-        "start",
-        "--head",
-        "--port",
-        str(port),
-        "--num-cpus",
-        "2",
-        "--include-dashboard",
-        "false",
-        "--node-ip-address",
-        "127.0.0.1",
-        "--disable-usage-stats",
+        *f"start --head --port {port} --num-cpus 2 --include-dashboard false "
+        "--node-ip-address 127.0.0.1 --disable-usage-stats".split(),
     ]
     subprocess.run(start, check=True, capture_output=True, timeout=120)
     try:
-        code = main(
-            [
-                "search",
-                "--space",
-                "minimal",
-                "--trials",
-                "3",
-                "--epochs",
-                "2",
-                "--seeds",
-                "1",
-                "--top-k",
-                "1",
-                "--address",
-                f"127.0.0.1:{port}",
-                "--out",
-                str(tmp_path / "joined"),
-            ]
-        )
+        flags = f"--trials 3 --epochs 2 --seeds 1 --top-k 1 --address 127.0.0.1:{port}"
+        code = _search(tmp_path / "joined", flags)
         assert code == 0, capsys.readouterr().err
         assert len(_study(tmp_path / "joined").trials) == 3
     finally:
