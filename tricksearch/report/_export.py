@@ -171,10 +171,44 @@ def _data_note(recipe: Recipe, log: _Log, target: str) -> None:
 # timm
 
 
+#: Tricks a trainer has no equivalent for, with the reason; listed, never silently dropped.
+_TIMM_NONE = {
+    "focal": "no focal loss in timm's train.py",
+    "flooding": "no flooding in timm's train.py",
+    "distillation": "timm's train.py trains without a teacher (see timm's distill script)",
+    "bias_prior": "timm's train.py has no class-prior bias initialisation",
+    "ricap": "timm has no RICAP",
+    "cutout": "timm's train.py has no cutout (random erasing is the nearest)",
+    "multiscale": "timm's train.py trains at one input size",
+    "zero_gamma": "not a train.py option (timm's ResNets zero-init the last BN γ by default)",
+    "group_norm": "not a train.py option; pick a timm model built with GroupNorm",
+    "activation": "not a train.py option; pass model kwargs (act_layer) yourself",
+    "resnet_variant": "not a train.py option; pick the timm model (e.g. resnet50d)",
+    "adversarial": "timm's train.py has no adversarial training",
+}
+_LOSS_TV = "torchvision's train.py uses plain (label-smoothed) cross-entropy"
+_MODEL_TV = "not a train.py option (it builds the model with its defaults)"
+_TORCHVISION_NONE = {
+    "lookahead": "torchvision's train.py has no Lookahead",
+    **dict.fromkeys(("focal", "flooding", "distillation", "bias_prior"), _LOSS_TV),
+    "ricap": "torchvision's train.py has no RICAP",
+    "random_crop": "train.py has no pad-and-crop (it uses random-resized crop)",
+    "cutout": "train.py has no cutout (random erasing is the nearest)",
+    "multiscale": "train.py trains at one crop size",
+    **dict.fromkeys(
+        ("dropout", "zero_gamma", "group_norm", "activation", "resnet_variant"), _MODEL_TV
+    ),
+    "adversarial": "train.py has no adversarial training",
+}
+
+
 def _timm(recipe: Recipe) -> ExportResult:
     import yaml
 
     log = _Log("timm's train.py")
+    for name_, why in _TIMM_NONE.items():
+        if name_ in recipe.tricks_on():
+            log.cannot(name_, why)
     b = recipe.budget
     on = recipe.tricks_on()
     peak = _peak_lr(recipe)
@@ -304,14 +338,6 @@ def _timm(recipe: Recipe) -> ExportResult:
 
     # Loss.
     args["smoothing"] = _num(on.get("label_smoothing", {}).get("epsilon", 0.0))
-    for name_, why in (
-        ("focal", "no focal loss in timm's train.py"),
-        ("flooding", "no flooding in timm's train.py"),
-        ("distillation", "timm's train.py trains without a teacher (see timm's distill script)"),
-        ("bias_prior", "timm's train.py has no class-prior bias initialisation"),
-    ):
-        if name_ in on:
-            log.cannot(name_, why)
 
     # Mixing.
     mix, cut = on.get("mixup"), on.get("cutmix")
@@ -326,8 +352,6 @@ def _timm(recipe: Recipe) -> ExportResult:
         args["mixup_prob"] = _num((mix or cut)["prob"])
     if mix or cut:
         args["mixup_mode"] = "batch"
-    if "ricap" in on:
-        log.cannot("ricap", "timm has no RICAP")
 
     # Augmentation. timm's train transform adds a random-resized crop and colour jitter the
     # recipe does not have: make the crop take the whole image and the jitter nothing.
@@ -344,8 +368,6 @@ def _timm(recipe: Recipe) -> ExportResult:
             "random_crop",
             "timm's train transform has no pad-and-crop (it uses random-resized crop)",
         )
-    if "cutout" in on:
-        log.cannot("cutout", "timm's train.py has no cutout (random erasing is the nearest)")
     if "random_erasing" in on:
         args["reprob"] = _num(on["random_erasing"]["prob"])
         args["remode"] = "const"
@@ -372,19 +394,9 @@ def _timm(recipe: Recipe) -> ExportResult:
         log.cannot("trivialaugment", "timm has no TrivialAugment policy")
     elif policy == "augmix":
         args["aa"] = "augmix-m3-w3"  # torchvision's AugMix defaults: severity 3, width 3
-    if "multiscale" in on:
-        log.cannot("multiscale", "timm's train.py trains at one input size")
 
     # Model tweaks.
     args["drop"] = _num(on["dropout"]["p"]) if "dropout" in on else 0.0
-    for name_, why in (
-        ("zero_gamma", "not a train.py option (timm's ResNets zero-init the last BN γ by default)"),
-        ("group_norm", "not a train.py option; pick a timm model built with GroupNorm"),
-        ("activation", "not a train.py option; pass model kwargs (act_layer) yourself"),
-        ("resnet_variant", "not a train.py option; pick the timm model (e.g. resnet50d)"),
-    ):
-        if name_ in on:
-            log.cannot(name_, why)
 
     # Procedure.
     if "low_precision" in on:
@@ -393,8 +405,6 @@ def _timm(recipe: Recipe) -> ExportResult:
     if "ema" in on:
         args["model_ema"] = True
         args["model_ema_decay"] = _num(on["ema"]["decay"])
-    if "adversarial" in on:
-        log.cannot("adversarial", "timm's train.py has no adversarial training")
     args["seed"] = b.seed
 
     body = yaml.safe_dump(args, sort_keys=False, default_flow_style=None)
@@ -437,6 +447,9 @@ def torchvision_ema_decay(
 
 def _tv(recipe: Recipe) -> ExportResult:
     log = _Log("torchvision's train.py")
+    for name_, why in _TORCHVISION_NONE.items():
+        if name_ in recipe.tricks_on():
+            log.cannot(name_, why)
     b = recipe.budget
     on = recipe.tricks_on()
     peak = _peak_lr(recipe)
@@ -477,8 +490,6 @@ def _tv(recipe: Recipe) -> ExportResult:
                     f"{opt_params[key]} in the recipe; train.py uses "
                     f"AdamW's default betas {_TV_ADAMW_BETAS}",
                 )
-    if "lookahead" in on:
-        log.cannot("lookahead", "torchvision's train.py has no Lookahead")
     args.append(("--wd", repr(_num(on.get("weight_decay", {}).get("value", 0.0)))))
     if "no_bias_decay" in on:
         args.append(("--norm-weight-decay", "0.0"))
@@ -520,9 +531,6 @@ def _tv(recipe: Recipe) -> ExportResult:
     # Loss.
     if "label_smoothing" in on:
         args.append(("--label-smoothing", repr(_num(on["label_smoothing"]["epsilon"]))))
-    for name_ in ("focal", "flooding", "distillation", "bias_prior"):
-        if name_ in on:
-            log.cannot(name_, "torchvision's train.py uses plain (label-smoothed) cross-entropy")
 
     # Mixing: train.py applies RandomChoice([MixUp, CutMix]) to every batch.
     for name_, flag in (("mixup", "--mixup-alpha"), ("cutmix", "--cutmix-alpha")):
@@ -533,8 +541,6 @@ def _tv(recipe: Recipe) -> ExportResult:
                     f"{name_}.prob",
                     f"{on[name_]['prob']} in the recipe; train.py mixes every batch (prob 1)",
                 )
-    if "ricap" in on:
-        log.cannot("ricap", "torchvision's train.py has no RICAP")
 
     # Augmentation.
     log.approx_note(
@@ -543,10 +549,6 @@ def _tv(recipe: Recipe) -> ExportResult:
         + ("" if "hflip" in on else "; the recipe does not flip")
         + "."
     )
-    if "random_crop" in on:
-        log.cannot("random_crop", "train.py has no pad-and-crop (it uses random-resized crop)")
-    if "cutout" in on:
-        log.cannot("cutout", "train.py has no cutout (random erasing is the nearest)")
     if "random_erasing" in on:
         args.append(("--random-erase", repr(_num(on["random_erasing"]["prob"]))))
     policy, pparams = _group_member(recipe, "augment", "policy")
@@ -566,13 +568,8 @@ def _tv(recipe: Recipe) -> ExportResult:
     elif policy == "augmix":
         args.append(("--auto-augment", "augmix"))
         args.append(("--augmix-severity", "3"))
-    if "multiscale" in on:
-        log.cannot("multiscale", "train.py trains at one crop size")
 
     # Model tweaks: none are train.py options.
-    for name_ in ("dropout", "zero_gamma", "group_norm", "activation", "resnet_variant"):
-        if name_ in on:
-            log.cannot(name_, "not a train.py option (it builds the model with its defaults)")
 
     # Procedure.
     if "low_precision" in on:
@@ -590,8 +587,6 @@ def _tv(recipe: Recipe) -> ExportResult:
             f"{on['ema']['decay']} (one GPU, batch {b.batch_size}, {b.epochs} epochs, update "
             "every step)."
         )
-    if "adversarial" in on:
-        log.cannot("adversarial", "train.py has no adversarial training")
     log.approx_note(f"seed {b.seed}: train.py has no seed option.")
 
     parts = [shlex.join(a) for a in args]
