@@ -243,7 +243,10 @@ def fit(
     for epoch in range(budget.epochs):
         t0 = time.perf_counter()
         net.train()
-        loss_sum, correct, seen = 0.0, 0, 0
+        # Summed on the device: no host sync in the training step (checked once per epoch).
+        loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+        correct = torch.zeros((), dtype=torch.int64, device=dev)
+        seen = 0
         lr = parts.lr_schedule.lr_at(step)
         for xb, yb in loader.epoch(epoch):
             lr = parts.set_lr(step)
@@ -266,11 +269,6 @@ def fit(
                     with torch.no_grad():
                         teacher_logits = teacher(x).float()
             loss = parts.loss(logits.float(), target, teacher_logits=teacher_logits)
-            if not math.isfinite(loss.item()):
-                raise TrainingDiverged(
-                    f"training diverged at epoch {epoch + 1}, step {step}: loss is {loss.item()} "
-                    f"(lr {lr:.3g}); lower budget.lr or switch tricks off."
-                )
             parts.optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -289,18 +287,24 @@ def fit(
             step += 1
             n = len(yb)
             seen += n
-            loss_sum += loss.item() * n
+            loss_sum += loss.detach().double() * n
             hard = target.argmax(1) if target.ndim == 2 else target
-            correct += (logits.argmax(1) == hard).sum().item()
+            correct += (logits.argmax(1) == hard).sum()
         images += seen
+        train_loss = loss_sum.item() / max(seen, 1)
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(
+                f"training diverged at epoch {epoch + 1}: the mean training loss is {train_loss} "
+                f"(lr {lr:.3g} at the end of the epoch); lower budget.lr or switch tricks off."
+            )
         if epoch in snapshot_epochs:
             snapshots.append(copy.deepcopy(parts.ema if parts.ema is not None else net).eval())
         eval_net = parts.ema if parts.ema is not None else net
         val_acc, val_loss = evaluate(eval_net, data.x_val, data.y_val, data, dev)
         metrics = EpochMetrics(
             epoch=epoch + 1,
-            train_loss=loss_sum / max(seen, 1),
-            train_acc=correct / max(seen, 1),
+            train_loss=train_loss,
+            train_acc=correct.item() / max(seen, 1),
             val_loss=val_loss,
             val_acc=val_acc,
             lr=lr,
