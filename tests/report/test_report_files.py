@@ -11,6 +11,7 @@ import pytest
 from tricksearch.errors import ConfigError
 from tricksearch.recipe import Recipe
 from tricksearch.report import write_report
+from tricksearch.search._study import STOPPED_ATTR
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -58,8 +59,13 @@ def _provenance() -> dict:
     }
 
 
-def make_run(run_dir: Path, *, n_trials: int = 30, complete_only: int | None = None) -> Path:
-    """A run folder as a search leaves it: study.db, search.json, results.json, best_recipe."""
+def make_run(
+    run_dir: Path, *, n_trials: int = 30, complete_only: int | None = None, cut: int = 0
+) -> Path:
+    """A run folder as a search leaves it: study.db, search.json, results.json, best_recipe.
+
+    ``cut``: the last ``cut`` trials were cut by the time budget (PRUNED after 3 epochs, marked).
+    """
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution
     from optuna.trial import TrialState, create_trial
@@ -111,6 +117,9 @@ def make_run(run_dir: Path, *, n_trials: int = 30, complete_only: int | None = N
                 else TrialState.COMPLETE
             )
         n_ep = epochs if state == TrialState.COMPLETE else (2 if state == TrialState.PRUNED else 1)
+        attrs: dict = {}
+        if i >= n_trials - cut:
+            state, n_ep, attrs = TrialState.PRUNED, 3, {STOPPED_ATTR: True}
         inter = {e: value - 0.02 * (epochs - e) for e in range(1, n_ep + 1)}
         study.add_trial(
             create_trial(
@@ -119,7 +128,7 @@ def make_run(run_dir: Path, *, n_trials: int = 30, complete_only: int | None = N
                 value=value if state == TrialState.COMPLETE else None,
                 state=state,
                 intermediate_values=inter if state != TrialState.FAIL else {},
-                user_attrs={"epochs": n_ep},
+                user_attrs={"epochs": n_ep, **attrs},
             )
         )
     (run_dir / "search.json").write_text(
@@ -285,6 +294,22 @@ def test_report_cost_counts_trial_epochs(tmp_path: Path) -> None:
     text = write_report(run).read_text()
     assert f"{spent} trial-epochs" in text and str(full) in text
     assert f"{100 * (1 - spent / full):.0f} %" in text
+
+
+def test_report_tells_trials_cut_by_the_time_budget_from_asha_pruning(tmp_path: Path) -> None:
+    import optuna
+
+    run = make_run(tmp_path / "run", cut=4)
+    study = optuna.load_study(study_name="tricksearch", storage=f"sqlite:///{run / 'study.db'}")
+    decided = [t for t in study.trials if not t.user_attrs.get(STOPPED_ATTR)]
+    pruned = sum(t.state.name == "PRUNED" for t in decided)
+    own = sum(t.user_attrs["epochs"] for t in decided)
+    full = len(decided) * 6
+    text = write_report(run).read_text()
+    assert f"{pruned} pruned by ASHA" in text and "4 stopped by the time budget" in text
+    assert f"it would have been {full} for the {len(decided)} trials the time budget" in text
+    assert f"ASHA saved **{100 * (1 - own / full):.0f} %**" in text
+    _assert_png(run / "history.png")
 
 
 def test_report_without_ablation_says_how_to_run_it(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from tricksearch.search._searcher import (
     close_running_trials,
     make_sampler,
 )
+from tricksearch.search._study import outcome
 
 
 def space(trial: optuna.Trial) -> None:
@@ -92,6 +93,49 @@ def test_early_stopped_trials_are_pruned_with_their_values(tmp_path) -> None:
     assert trials[0].intermediate_values == {1: 0.1, 2: 0.2, 3: 0.3}
     assert trials[0].user_attrs["epochs"] == 3
     assert trials[1].value == 0.9
+    assert [outcome(t) for t in trials] == ["PRUNED", "COMPLETE", "FAIL"]
+
+
+def test_trials_the_time_budget_ends_before_an_epoch_are_stopped_not_failed(tmp_path) -> None:
+    # Ray ends a time-budgeted experiment by completing its running trials with their last
+    # result ({} before the first report) and its pending ones with None, error=False.
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
+    s = _searcher(storage)
+    for tid in ("running", "pending", "crashed"):
+        s.suggest(tid)
+    s.on_trial_complete("running", {})
+    s.on_trial_complete("pending", None)
+    s.on_trial_complete("crashed", None, error=True)
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    # FAIL in the study (samplers skip it; a value-less PRUNED trial would rank as the worst) ...
+    assert all(t.state == TrialState.FAIL for t in trials)
+    # ... but read as stopped, not failed.
+    assert [outcome(t) for t in trials] == ["STOPPED", "STOPPED", "FAIL"]
+
+
+def test_asha_pruning_and_a_time_budget_cut_are_told_apart(tmp_path) -> None:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
+    by_asha: set[str] = set()
+    s = TruthfulOptunaSearch(
+        space,
+        metric="val_acc",
+        mode="max",
+        sampler=make_sampler("random", 0, 10),
+        study_name="s",
+        storage=storage,
+        max_t=4,
+        pruned_by_scheduler=by_asha,
+    )
+    for tid in ("asha", "budget", "full"):
+        s.suggest(tid)
+    by_asha.add("asha")  # RecordingASHA said STOP at its rung
+    s.on_trial_complete("asha", {"val_acc": 0.2, "training_iteration": 1})
+    s.on_trial_complete("budget", {"val_acc": 0.5, "training_iteration": 3})
+    s.on_trial_complete("full", {"val_acc": 0.9, "training_iteration": 4})
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.PRUNED, TrialState.COMPLETE]
+    assert trials[1].intermediate_values == {3: 0.5}  # a candidate on its last value
+    assert [outcome(t) for t in trials] == ["PRUNED", "STOPPED", "COMPLETE"]
 
 
 def test_resume_adopts_interrupted_trials_without_duplicates(tmp_path) -> None:
@@ -118,6 +162,7 @@ def test_close_running_trials(tmp_path) -> None:
     study.ask()
     assert close_running_trials(study) == 2
     assert [t.state for t in study.trials] == [TrialState.PRUNED, TrialState.FAIL]
+    assert [outcome(t) for t in study.trials] == ["STOPPED", "STOPPED"]
 
 
 class _T:
@@ -128,7 +173,7 @@ class _T:
 def test_progress_line_counts() -> None:
     out = io.StringIO()
     cb = ProgressCallback(
-        total=4, already_done=1, max_t=5, metric="val_acc", mode="max", stream=out
+        total=5, already_done=1, max_t=5, metric="val_acc", mode="max", stream=out
     )
     cb.on_trial_start(0, [], _T("a", {}))
     cb.on_trial_start(0, [], _T("b", {}))
@@ -136,5 +181,8 @@ def test_progress_line_counts() -> None:
     cb.on_trial_complete(0, [], _T("b", {"training_iteration": 2, "val_acc": 0.9}))
     cb.on_trial_error(0, [], _T("c", {}))
     last = out.getvalue().strip().splitlines()[-1]
-    assert last.startswith("[4/4] running 0  pruned 1  failed 1  best val_acc 0.8000")
+    assert last.startswith("[4/5] running 0  pruned 1  failed 1  best val_acc 0.8000")
+    cb.on_trial_complete(0, [], _T("d", {}))  # the time budget ended it before its first epoch
+    last = out.getvalue().strip().splitlines()[-1]
+    assert last.startswith("[5/5] running 0  pruned 1  failed 1  stopped 1  best val_acc 0.8000")
     assert fmt_duration(3725) == "1:02:05" and fmt_duration(65) == "1:05"

@@ -46,7 +46,7 @@ class TrialPoint:
     """One trial for the history plot: its number, state, score (final or last) and epochs."""
 
     number: int
-    state: str  # "COMPLETE" | "PRUNED" | "FAIL" | other
+    state: str  # "COMPLETE" | "PRUNED" | "FAIL" | "STOPPED" (time budget, no epoch) | other
     value: float | None
     epochs: int = 0
 
@@ -56,15 +56,29 @@ def plot_history(
 ) -> Path:
     """Trial value vs trial number; best-so-far line over COMPLETE trials; pruned and failed marked.
 
-    Pruned trials are drawn at their last reported (low-fidelity) value; failed trials sit on the
-    bottom edge as red crosses.
+    Pruned trials (and trials the time budget cut, as squares) are drawn at their last reported
+    (low-fidelity) value; failed trials sit on the bottom edge as red crosses.
     """
     fig = _figure(8, 4.5)
     ax = fig.add_subplot()
     complete = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
     pruned = [t for t in trials if t.state == "PRUNED" and t.value is not None]
     failed = [t for t in trials if t.state == "FAIL"]
-    values = [t.value for t in complete + pruned if t.value is not None and math.isfinite(t.value)]
+    stopped = [t for t in trials if t.state == "STOPPED"]  # cut by the time budget
+    cut = [t for t in stopped if t.value is not None]
+    values = [
+        t.value for t in complete + pruned + cut if t.value is not None and math.isfinite(t.value)
+    ]
+    if cut:
+        ax.scatter(
+            [t.number for t in cut],
+            [t.value for t in cut],
+            s=28,
+            marker="s",
+            facecolors="none",
+            edgecolors=_NEUTRAL,
+            label="stopped by the time budget (last value)",
+        )
     if pruned:
         ax.scatter(
             [t.number for t in pruned],
@@ -115,10 +129,11 @@ def plot_history(
     ax.set_xlabel("trial number")
     ax.set_ylabel(metric)
     n = len(trials)
-    running = n - len(complete) - len(pruned) - len(failed)
+    running = n - len(complete) - len(pruned) - len(failed) - len(stopped)
     ax.set_title(
         f"Optimization history: {n} trials, {len(complete)} complete, "
         f"{len(pruned)} pruned, {len(failed)} failed"
+        + (f", {len(stopped)} stopped by the time budget" if stopped else "")
         + (f", {running} unfinished" if running else "")
     )
     ax.grid(alpha=0.3)

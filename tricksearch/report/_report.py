@@ -30,7 +30,7 @@ from tricksearch.report._plots import (
     plot_recipe_vs_baseline,
 )
 from tricksearch.report._show import evidence_lines, implicit_defaults, trick_lines
-from tricksearch.search._study import STUDY_NAME, load_study
+from tricksearch.search._study import STUDY_NAME, load_study, outcome
 
 __all__ = ["STUDY_NAME", "load_study", "write_report"]
 
@@ -96,7 +96,7 @@ def write_report(run_dir: str | Path) -> Path:
 
     maximize = study.direction.name == "MAXIMIZE"
     trials = study.get_trials(deepcopy=False)
-    points = [TrialPoint(t.number, t.state.name, _trial_value(t), _trial_epochs(t)) for t in trials]
+    points = [TrialPoint(t.number, outcome(t), _trial_value(t), _trial_epochs(t)) for t in trials]
     written: set[str] = set()
     md: list[str] = [f"# tricksearch report: {run_dir.resolve().name}", ""]
 
@@ -149,7 +149,8 @@ def write_report(run_dir: str | Path) -> Path:
         "![optimization history](history.png)",
         "",
         "Filled dots: trials that ran the full budget (COMPLETE); hollow: trials ASHA stopped "
-        "early, at their last (low-fidelity) value (PRUNED); red crosses: FAILED trials. "
+        "early, at their last (low-fidelity) value (PRUNED); hollow squares: trials the time "
+        "budget cut, at their last value; red crosses: FAILED trials. "
         "The line is the best COMPLETE value so far.",
         "",
     ]
@@ -198,7 +199,8 @@ def _summary(
     points: list[TrialPoint],
     metric: str,
 ) -> list[str]:
-    counts = {s: sum(p.state == s for p in points) for s in ("COMPLETE", "PRUNED", "FAIL")}
+    states = ("COMPLETE", "PRUNED", "FAIL", "STOPPED")
+    counts = {s: sum(p.state == s for p in points) for s in states}
     unfinished = len(points) - sum(counts.values())
     ds = (
         (prov.get("dataset") or {}).get("name")
@@ -220,6 +222,7 @@ def _summary(
         f"`{config.get('sampler') or search.get('sampler', '?')}`, metric `{metric}`",
         f"- {len(points)} trials: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned "
         f"by ASHA, {counts['FAIL']} failed"
+        + (f", {counts['STOPPED']} stopped by the time budget" if counts["STOPPED"] else "")
         + (f", {unfinished} unfinished (search still running?)" if unfinished else ""),
     ]
     if recipe is not None:
@@ -231,7 +234,8 @@ def _summary(
         lines.append(
             f"- test accuracy **{_fmt(rec.get('test_acc_mean'))} ± {_fmt(rec.get('test_acc_std'))}"
             f"** vs baseline {_fmt(base.get('test_acc_mean'))} ± "
-            f"{_fmt(base.get('test_acc_std'))} ({n} seeds; mean ± sample std)"
+            f"{_fmt(base.get('test_acc_std'))} ({n} seed{'s' if n != 1 else ''}; "
+            "mean ± sample std)"
         )
     lines.append("")
     return lines
@@ -418,14 +422,20 @@ def _cost_section(
         or max((p.epochs for p in points), default=0)
     )
     spent = sum(p.epochs for p in points)
-    full = len(points) * int(epochs or 0)
+    # ASHA's saving is measured on the trials it decided; a trial the time budget cut says nothing
+    # about ASHA.
+    decided = [p for p in points if p.state != "STOPPED"]
+    cut = len(points) - len(decided)
+    own = sum(p.epochs for p in decided)
+    full = len(decided) * int(epochs or 0)
     lines = ["## Cost", ""]
     if full > 0:
-        saved = 1 - spent / full
+        saved = 1 - own / full
         lines.append(
             f"- search: **{spent} trial-epochs** for {len(points)} trials; at the full budget "
-            f"({len(points)} × {epochs} epochs) it would have been {full}: ASHA saved "
-            f"**{100 * saved:.0f} %**."
+            f"({len(decided)} × {epochs} epochs) it would have been {full}"
+            + (f" for the {len(decided)} trials the time budget did not cut" if cut else "")
+            + f": ASHA saved **{100 * saved:.0f} %**."
         )
     else:
         lines.append(f"- search: {spent} trial-epochs for {len(points)} trials.")

@@ -97,6 +97,7 @@ def evidence_lines(prov: dict[str, Any], indent: str = "  ") -> list[str]:
             f"{search.get('sampler', '?')}, metric {search.get('metric', '?')}; "
             f"{total} trials: {t.get('complete', 0)} complete, {t.get('pruned', 0)} pruned, "
             f"{t.get('fail', 0)} failed"
+            + (f", {t['stopped']} stopped by the time budget" if t.get("stopped") else "")
         )
         spent, full = search.get("trial_epochs"), search.get("full_budget_epochs")
         if isinstance(spent, (int, float)) and isinstance(full, (int, float)) and full > 0:

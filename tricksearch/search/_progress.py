@@ -1,6 +1,7 @@
 """A concise live progress display that replaces Ray's console tables.
 
-One line: trials done / running / pruned / failed, best so far, elapsed and estimated time left.
+One line: trials done / running / pruned / failed (/ stopped by the time budget), best so far,
+elapsed and estimated time left.
 On a terminal the line is rewritten in place; elsewhere (logs, CI) a line is printed whenever a
 trial finishes.
 """
@@ -35,7 +36,9 @@ class ProgressCallback(Callback):
         mode: str,
         stream: IO[str] | None,
         best: tuple[float, str] | None = None,
+        pruned_by_scheduler: set[str] | None = None,
     ) -> None:
+        self._pruned_by_scheduler = pruned_by_scheduler  # RecordingASHA.pruned
         self.total = total
         self.done = already_done
         self.start_done = already_done
@@ -47,6 +50,7 @@ class ProgressCallback(Callback):
         self.running: set[str] = set()
         self.pruned = 0
         self.failed = 0
+        self.stopped = 0  # ended by the time budget before their first epoch
         self.best = best
         self.t0 = time.monotonic()
         self._last_draw = 0.0
@@ -72,7 +76,13 @@ class ProgressCallback(Callback):
         self.done += 1
         result = trial.last_result or {}
         value = result.get(self.metric)
-        if result.get("training_iteration", 0) < self.max_t:
+        step = result.get("training_iteration") or 0
+        by_scheduler = self._pruned_by_scheduler
+        if step == 0 or (
+            step < self.max_t and by_scheduler is not None and trial.trial_id not in by_scheduler
+        ):
+            self.stopped += 1  # cut by the time budget
+        elif step < self.max_t:
             self.pruned += 1
         elif value is not None:
             better = self.best is None or (
@@ -105,7 +115,9 @@ class ProgressCallback(Callback):
         best = "-" if self.best is None else f"{self.best[0]:.4f}"
         return (
             f"[{self.done:>{len(str(self.total))}}/{self.total}] running {len(self.running)}  "
-            f"pruned {self.pruned}  failed {self.failed}  best {self.metric} {best}  "
+            f"pruned {self.pruned}  failed {self.failed}  "
+            + (f"stopped {self.stopped}  " if self.stopped else "")
+            + f"best {self.metric} {best}  "
             f"{fmt_duration(elapsed)} elapsed{eta}"
         )
 

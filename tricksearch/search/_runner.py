@@ -357,6 +357,14 @@ def run_search(
                 from tricksearch.search._searcher import close_running_trials
 
                 close_running_trials(study)
+                counts = _outcome_counts(study.trials)
+                if counts["stopped"] and config.time_budget:
+                    _say(
+                        out,
+                        f"time budget of {config.time_budget:g} s reached: "
+                        f"{sum(counts.values())} of {config.trials} trials ran, "
+                        f"{counts['stopped']} of them cut short by it",
+                    )
                 _write_trials_csv(study, run_dir / "trials.csv")
                 timings["slots"] = slots
                 timings["seconds"] = time.monotonic() - t_start
@@ -467,12 +475,17 @@ def _tune(
     out: IO[str],
 ) -> None:
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     from tricksearch.search._progress import ProgressCallback
-    from tricksearch.search._searcher import TruthfulOptunaSearch
+    from tricksearch.search._searcher import RecordingASHA, TruthfulOptunaSearch
     from tricksearch.search._trainable import run_trial
 
+    scheduler = RecordingASHA(
+        time_attr="training_iteration",
+        max_t=config.epochs,
+        grace_period=config.grace,
+        reduction_factor=config.reduction_factor,
+    )
     searcher = TruthfulOptunaSearch(
         space,
         metric=config.metric,
@@ -483,12 +496,7 @@ def _tune(
         storage=storage,
         max_t=config.epochs,
         adopt_running=resume,
-    )
-    scheduler = ASHAScheduler(
-        time_attr="training_iteration",
-        max_t=config.epochs,
-        grace_period=config.grace,
-        reduction_factor=config.reduction_factor,
+        pruned_by_scheduler=scheduler.pruned,
     )
     progress = ProgressCallback(
         total=config.trials,
@@ -497,6 +505,7 @@ def _tune(
         metric=config.metric,
         mode=config.mode,
         stream=out,
+        pruned_by_scheduler=scheduler.pruned,
     )
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, ctx=ctx),
@@ -535,6 +544,10 @@ def _trial_epochs(t: Any) -> int:
 
 
 def _write_trials_csv(study: Any, path: Path) -> None:
+    """Every trial, one row: its outcome (Optuna's state, or STOPPED for a trial the time budget
+    ended before its first epoch; FAIL in the study), value, epochs, seconds and parameters."""
+    from tricksearch.search._study import outcome
+
     trials = study.get_trials(deepcopy=False)
     keys = sorted({k for t in trials for k in t.params})
     with path.open("w", newline="") as fh:
@@ -545,13 +558,43 @@ def _write_trials_csv(study: Any, path: Path) -> None:
             w.writerow(
                 [
                     t.number,
-                    t.state.name,
+                    outcome(t),
                     "" if t.value is None else t.value,
                     _trial_epochs(t),
                     seconds,
                     *[t.params.get(k, "") for k in keys],
                 ]
             )
+
+
+def _outcome_counts(trials: list[Any]) -> dict[str, int]:
+    """Trials per outcome, keyed as results.json has them: complete, pruned, fail, stopped."""
+    from tricksearch.search._study import outcome
+
+    found = [outcome(t) for t in trials]
+    return {k.lower(): found.count(k) for k in ("COMPLETE", "PRUNED", "FAIL", "STOPPED")}
+
+
+def _nothing_usable(counts: dict[str, int], n: int, config: SearchConfig, run_dir: Path) -> str:
+    """Why no trial can be a candidate, and what to do about it."""
+    errors = (
+        f"The errors are in {run_dir / 'ray'} (error.txt of each trial) and {run_dir / 'ray.log'}."
+    )
+    budget = "none set" if config.time_budget is None else f"{config.time_budget:g} s"
+    if counts["stopped"] and not counts["fail"]:
+        return (
+            f"the time budget ({budget}) ran out before any trial finished its "
+            f"first epoch ({counts['stopped']} of {n} trials stopped); no recipe was written. "
+            "A trial first starts a worker (importing torch, loading the data), which takes "
+            "seconds on its own: run the search again with a larger --time-budget and a new --out."
+        )
+    if counts["stopped"]:
+        return (
+            f"no trial finished an epoch: {counts['fail']} failed and {counts['stopped']} were "
+            f"stopped by the time budget ({budget}) first; no recipe was "
+            f"written. {errors}"
+        )
+    return f"every trial failed ({counts['fail']} failed of {n}); no recipe was written. {errors}"
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -630,22 +673,13 @@ def _finish(
     out: IO[str],
     timings: dict[str, float],
 ) -> SearchResult:
-    from optuna.trial import TrialState
-
     from tricksearch.api import versions
 
     trials = study.trials
-    counts = {
-        s.name.lower(): sum(t.state == s for t in trials)
-        for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    }
+    counts = _outcome_counts(trials)
     candidates = _pick_candidates(study, config)
     if not candidates:
-        raise SearchFailed(
-            f"every trial failed ({counts['fail']} failed of {len(trials)}); no recipe was "
-            f"written. The errors are in {run_dir / 'ray'} (error.txt of each trial) and "
-            f"{run_dir / 'ray.log'}."
-        )
+        raise SearchFailed(_nothing_usable(counts, len(trials), config, run_dir))
     seeds = [config.seed + i for i in range(config.seeds)]
     recipes = {f"trial {t.number}": space.to_recipe(base, t.params) for t in candidates}
     recipes["baseline"] = base.baseline()

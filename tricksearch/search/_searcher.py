@@ -2,9 +2,11 @@
 
 Ray's ``OptunaSearch`` tells Optuna COMPLETE for a trial that ASHA stopped after one epoch, with
 that one-epoch score, so TPE mistakes low-fidelity scores for final ones. ``TruthfulOptunaSearch``
-tells PRUNED (with every intermediate value) for trials stopped before the full budget, FAIL for
-trials that raised, and on resume it first re-runs the trials an interruption left RUNNING, so the
-study ends with exactly the requested number of trials and no duplicates.
+tells PRUNED (with every intermediate value) for trials stopped before the full budget and FAIL
+for trials that raised; it marks ``STOPPED_ATTR`` the trials the time budget cut (PRUNED with
+their values, or FAIL before a first epoch: samplers skip FAIL; the user reads "stopped"). On
+resume it first re-runs the trials an interruption left RUNNING, so the study ends with exactly
+the requested number of trials and no duplicates.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from tricksearch.errors import ConfigError
 from tricksearch.search._config import SAMPLERS
-from tricksearch.search._study import STUDY_NAME
+from tricksearch.search._study import STOPPED_ATTR, STUDY_NAME
 
 __all__ = [
     "STUDY_NAME",
+    "RecordingASHA",
     "TruthfulOptunaSearch",
     "close_running_trials",
     "make_sampler",
@@ -83,10 +87,11 @@ def open_storage(run_dir: Path) -> optuna.storages.RDBStorage:
 
 
 def close_running_trials(study: optuna.Study) -> int:
-    """Close trials left RUNNING (stopped by a time budget): PRUNED with their last value when they
-    reported one, FAIL otherwise. Returns how many were closed."""
+    """Close trials left RUNNING (stopped by a time budget), marked ``STOPPED_ATTR``: PRUNED with
+    their last value when they reported one, FAIL otherwise. Returns how many were closed."""
     closed = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(t._trial_id, STOPPED_ATTR, True)
         if t.intermediate_values:
             study.tell(t.number, state=TrialState.PRUNED)
         else:
@@ -95,15 +100,44 @@ def close_running_trials(study: optuna.Study) -> int:
     return closed
 
 
+class RecordingASHA(ASHAScheduler):
+    """``ASHAScheduler`` that remembers the trials it stopped.
+
+    A trial can also end early because the search's time budget ran out; Ray reports both the same
+    way (``on_trial_complete`` with the last result), so the searcher and the progress display ask
+    ``pruned`` which of the two it was. Ray uses this object as given (not a copy) in the driver.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pruned: set[str] = set()
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if decision == TrialScheduler.STOP:
+            self.pruned.add(trial.trial_id)
+        return decision
+
+
 class TruthfulOptunaSearch(OptunaSearch):
     """``OptunaSearch`` that tells PRUNED/FAIL truthfully and adopts interrupted trials on resume.
 
     ``max_t``: the full budget in training iterations (epochs); a trial that ends earlier without
-    an error was stopped by the scheduler and is PRUNED.
+    an error was stopped early and is PRUNED. ``pruned_by_scheduler``: the trial ids the scheduler
+    stopped (``RecordingASHA.pruned``); a trial that ended early and is not in it was stopped by
+    the time budget, and is marked ``STOPPED_ATTR`` (PRUNED with its values, FAIL without any).
     """
 
-    def __init__(self, *args: Any, max_t: int, adopt_running: bool = False, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        max_t: int,
+        adopt_running: bool = False,
+        pruned_by_scheduler: set[str] | None = None,
+        **kwargs: Any,
+    ):
         self._max_t = max_t
+        self._pruned_by_scheduler = pruned_by_scheduler
         self._adopt_running = adopt_running
         self._adoptable: list[int] | None = None
         self._reported: dict[str, set[int]] = {}
@@ -144,6 +178,17 @@ class TruthfulOptunaSearch(OptunaSearch):
                 ot_trial.set_user_attr("seconds", float(result["time_total_s"]))
             if result is not None and "train_seconds" in result:
                 ot_trial.set_user_attr("train_seconds", float(result["train_seconds"]))
+        by_budget = not error and (
+            value is None  # ended (running or pending) before its first epoch
+            or (
+                step < self._max_t
+                and self._pruned_by_scheduler is not None
+                and trial_id not in self._pruned_by_scheduler
+            )
+        )
+        if by_budget:
+            with _suppress(Exception):
+                ot_trial.set_user_attr(STOPPED_ATTR, True)
         if error or value is None:
             self._tell(ot_trial, None, TrialState.FAIL)
         elif step < self._max_t:

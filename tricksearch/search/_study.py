@@ -11,15 +11,29 @@ from typing import Any
 
 from tricksearch.errors import ConfigError
 
-__all__ = ["STUDY_NAME", "load_study", "param_importances"]
+__all__ = ["STOPPED_ATTR", "STUDY_NAME", "load_study", "outcome", "param_importances"]
 
 #: The study name every search writes (one study per run folder).
 STUDY_NAME = "tricksearch"
 
+#: User attribute of a trial the search's end (``--time-budget``) cut short. Optuna holds it as
+#: PRUNED with the values it reported, or as FAIL when it reported none (samplers skip FAIL; a
+#: PRUNED trial without a value would rank as the worst score). Neither is the configuration's
+#: doing, so the user reads "stopped by the time budget", not "pruned by ASHA" or "failed".
+STOPPED_ATTR = "stopped_by_time_budget"
+
+
+def outcome(trial: Any) -> str:
+    """What became of a trial, as the user reads it: COMPLETE, PRUNED (by ASHA), FAIL, STOPPED
+    (cut by the time budget, with or without values) or RUNNING/WAITING."""
+    state = trial.state.name
+    if state in ("FAIL", "PRUNED") and trial.user_attrs.get(STOPPED_ATTR):
+        return "STOPPED"
+    return state
+
 
 def load_study(run_dir: str | Path) -> Any:
     """The Optuna study of the run folder ``run_dir``, or a ConfigError saying what is wrong."""
-    """Open the Optuna study of a run folder; errors name the path and what is expected."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(

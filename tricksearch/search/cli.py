@@ -100,7 +100,8 @@ def _add_search(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--time-budget",
         type=_positive_float("--time-budget"),
-        help="stop starting trials after this many seconds",
+        help="end the tuning after this many seconds: running trials are stopped (kept at "
+        "their last epoch), no new one starts; the retraining of the winners comes after",
     )
     p.add_argument(
         "--top-k",
