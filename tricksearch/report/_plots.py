@@ -69,25 +69,20 @@ def plot_history(
     values = [
         t.value for t in complete + pruned + cut if t.value is not None and math.isfinite(t.value)
     ]
-    if cut:
-        ax.scatter(
-            [t.number for t in cut],
-            [t.value for t in cut],
-            s=28,
-            marker="s",
-            facecolors="none",
-            edgecolors=_NEUTRAL,
-            label="stopped by the time budget (last value)",
-        )
-    if pruned:
-        ax.scatter(
-            [t.number for t in pruned],
-            [t.value for t in pruned],
-            s=28,
-            facecolors="none",
-            edgecolors=_NEUTRAL,
-            label="pruned by ASHA (last value)",
-        )
+    for group, marker, label in (
+        (pruned, "o", "pruned by ASHA (last value)"),
+        (cut, "s", "stopped by the time budget (last value)"),
+    ):
+        if group:
+            ax.scatter(
+                [t.number for t in group],
+                [t.value for t in group],
+                s=28,
+                marker=marker,
+                facecolors="none",
+                edgecolors=_NEUTRAL,
+                label=label,
+            )
     if complete:
         ax.scatter(
             [t.number for t in complete],
