@@ -247,3 +247,45 @@ def test_real_fashion_mnist_from_debian_package() -> None:
     assert len(s.y_train) + len(s.y_val) == 60000 and len(s.y_test) == 10000
     assert s.image_size == (28, 28) and torch.all(s.class_counts() == 5100)
     assert abs(s.mean[0] - 0.286) < 0.001 and abs(s.std[0] - 0.353) < 0.001
+
+
+def test_imagefolder_with_train_and_test_folders_keeps_its_test_split(tmp_path: Path) -> None:
+    _tree(tmp_path / "train")
+    for i in range(3):
+        _png(tmp_path / "test" / "dog" / f"t{i}.png", (6, 4), "L", value=200 + i)
+    _png(tmp_path / "test" / "cat" / "t.png", (12, 8), "L", value=7)  # resized to the train size
+    s = load_dataset(f"imagefolder:{tmp_path}", val_fraction=0.2)
+    assert s.classes == ["cat", "dog"]  # not ["test", "train"]
+    assert s.info["official_test"] and len(s.y_train) + len(s.y_val) == 10
+    assert sorted(s.y_test.tolist()) == [0, 1, 1, 1]
+    assert s.x_test.shape == (4, 1, 4, 6)
+    # the test images are exactly the files of test/ (values 200..202 and 7), none of train/
+    assert sorted(int(v) for v in s.x_test[:, 0, 0, 0]) == [7, 200, 201, 202]
+
+
+def test_imagefolder_with_train_and_val_folders_holds_val_out(tmp_path: Path) -> None:
+    _tree(tmp_path / "train")
+    _png(tmp_path / "val" / "cat" / "v.png", (6, 4), "L", value=99)
+    s = load_dataset(f"imagefolder:{tmp_path}")
+    assert s.info["official_test"] and s.y_test.tolist() == [0] and int(s.x_test[0, 0, 0, 0]) == 99
+    # train + val + test: val joins the training data, test is held out
+    _png(tmp_path / "test" / "dog" / "t.png", (6, 4), "L", value=201)
+    clear_dataset_cache()  # the files changed on disk
+    s = load_dataset(f"imagefolder:{tmp_path}")
+    assert len(s.y_train) + len(s.y_val) == 11 and s.y_test.tolist() == [1]
+
+
+def test_imagefolder_held_out_class_missing_from_train_is_refused(tmp_path: Path) -> None:
+    _tree(tmp_path / "train")
+    _png(tmp_path / "test" / "bird" / "t.png", (6, 4))
+    with pytest.raises(DataError, match=r"class folder\(s\) bird.*expected the training classes"):
+        load_dataset(f"imagefolder:{tmp_path}")
+
+
+def test_imagefolder_classes_named_like_splits_stay_classes(tmp_path: Path) -> None:
+    # two classes that happen to be called train and val hold images, not class folders
+    for cls in ("train", "val"):
+        for i in range(4):
+            _png(tmp_path / cls / f"{i}.png", (6, 4))
+    s = load_dataset(f"imagefolder:{tmp_path}", val_fraction=0.25, test_fraction=0.25)
+    assert s.classes == ["train", "val"] and not s.info["official_test"]

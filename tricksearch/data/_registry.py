@@ -65,7 +65,8 @@ _REGISTRY: dict[str, _Entry] = {
 
 _FORMS = {
     "imagefolder:PATH": "images in one sub-folder per class under PATH (torchvision ImageFolder "
-    "layout), resized to a common size; --skip-corrupt skips unreadable files",
+    "layout), resized to a common size; PATH/train/CLASS + PATH/test/CLASS (or val) keeps that "
+    "test split; --skip-corrupt skips unreadable files",
     "npz:PATH": "a .npz file with arrays x and y (optionally x_test, y_test); x uint8 or float "
     "in [0, 1], NCHW / NHWC / NHW",
 }

@@ -343,6 +343,45 @@ _IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".ti
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
+#: Folder names of a tree already split in two: ROOT/train/CLASS/… and ROOT/test/CLASS/… (or
+#: val/valid/validation as the held-out split when there is no test folder).
+_SPLIT_FOLDERS = {"train", "test", "val", "valid", "validation"}
+
+
+def _class_folders(root: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+
+
+def _image_files(root: Path, classes: list[str]) -> list[tuple[Path, str]]:
+    samples: list[tuple[Path, str]] = []
+    for cls in classes:
+        for dirpath, dirnames, filenames in os.walk(root / cls, followlinks=True):
+            dirnames.sort()
+            for fname in sorted(filenames):
+                if fname.lower().endswith(_IMG_EXTENSIONS):
+                    samples.append((Path(dirpath) / fname, cls))
+    return samples
+
+
+def _split_layout(root: Path, folders: list[str]) -> dict[str, list[Path]] | None:
+    """``{"train": [...], "test": [...]}`` when ``root`` holds split folders (each with class
+    sub-folders) rather than class folders; ``None`` for a plain one-folder-per-class tree.
+
+    ``train`` + ``test``: the test folder is the official test split (a ``val`` folder beside
+    them joins the training data: tricksearch carves its validation split from it). ``train`` +
+    ``val`` (no test): the val folder is the held-out split.
+    """
+    if "train" not in folders or not set(folders) <= _SPLIT_FOLDERS or len(folders) < 2:
+        return None
+    if not all(_class_folders(root / f) for f in folders):
+        return None  # e.g. two real classes named "train" and "val"
+    held_out = "test" if "test" in folders else next(f for f in folders if f != "train")
+    return {
+        "train": [root / f for f in folders if f != held_out],
+        "test": [root / held_out],
+    }
+
+
 def read_imagefolder(
     path: str, *, image_size: int | None = None, skip_corrupt: bool = False
 ) -> RawDataset:
@@ -353,6 +392,10 @@ def read_imagefolder(
     (default: the size of the first image) and stored as grayscale if every image is grayscale,
     RGB otherwise. An unreadable image raises ``DataError`` naming it, unless ``skip_corrupt``:
     then it is skipped and listed in ``info["skipped_files"]``.
+
+    A tree already split (``ROOT/train/CLASS/…`` and ``ROOT/test/CLASS/…``, or ``val`` when there
+    is no ``test``; see :func:`_split_layout`) keeps its held-out folder as the test split; the
+    classes are the training folder's, and a held-out class the training data lacks is refused.
     """
     try:
         from PIL import Image, UnidentifiedImageError
@@ -363,63 +406,90 @@ def read_imagefolder(
     label = f"dataset 'imagefolder:{path}'"
     if not root.is_dir():
         raise DataError(f"{label}: {root} is not a directory")
-    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
-    if not classes:
+    folders = _class_folders(root)
+    if not folders:
         raise DataError(
             f"{label}: no class folders under {root}; expected one sub-folder per class, "
-            "e.g. ROOT/cat/001.png, ROOT/dog/002.png"
+            "e.g. ROOT/cat/001.png, ROOT/dog/002.png (or ROOT/train/cat/001.png, "
+            "ROOT/test/cat/002.png)"
         )
-    samples: list[tuple[Path, int]] = []
-    for idx, cls in enumerate(classes):
-        for dirpath, dirnames, filenames in os.walk(root / cls, followlinks=True):
-            dirnames.sort()
-            for fname in sorted(filenames):
-                if fname.lower().endswith(_IMG_EXTENSIONS):
-                    samples.append((Path(dirpath) / fname, idx))
-    if not samples:
+    layout = _split_layout(root, folders) or {"train": [root], "test": []}
+    found = {
+        part: [(f, cls) for d in dirs for f, cls in _image_files(d, _class_folders(d))]
+        for part, dirs in layout.items()
+    }
+    classes = sorted({cls for d in layout["train"] for cls in _class_folders(d)})
+    if not found["train"]:
+        where = ", ".join(str(d) for d in layout["train"])
         raise DataError(
-            f"{label}: no image files under {root} (looked for {', '.join(_IMG_EXTENSIONS)} "
-            f"in {', '.join(classes)})"
+            f"{label}: no image files under {where} (looked for {', '.join(_IMG_EXTENSIONS)} "
+            f"in {', '.join(_class_folders(layout['train'][0]))})"
         )
+    if layout["test"]:
+        held = layout["test"][0]
+        extra = sorted({cls for _, cls in found["test"]} - set(classes))
+        if extra:
+            raise DataError(
+                f"{label}: {held} has class folder(s) {', '.join(extra)} with images that the "
+                f"training folders lack; expected the training classes: {', '.join(classes)}"
+            )
+        if not found["test"]:
+            raise DataError(f"{label}: no image files under {held} (the held-out split)")
+    index = {cls: i for i, cls in enumerate(classes)}
 
     size: tuple[int, int] | None = (image_size, image_size) if image_size else None  # (W, H)
-    arrays: list[np.ndarray] = []
-    labels: list[int] = []
+    arrays: dict[str, list[np.ndarray]] = {"train": [], "test": []}
+    labels: dict[str, list[int]] = {"train": [], "test": []}
     skipped: list[str] = []
     any_color = False
-    for file, cls_idx in samples:
-        try:
-            with Image.open(file) as img:
-                img.load()
-                gray = img.mode in _GRAY_MODES
-                img = img.convert("L" if gray else "RGB")
-                if size is None:
-                    size = img.size
-                if img.size != size:
-                    img = img.resize(size, Image.Resampling.BILINEAR)
-                arr = np.asarray(img, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-            if not skip_corrupt:
-                raise DataError(
-                    f"{label}: cannot read image {file} ({exc.__class__.__name__}: {exc}); "
-                    "remove it or pass skip_corrupt=True (--skip-corrupt) to skip such files"
-                ) from exc
-            skipped.append(str(file))
-            continue
-        any_color = any_color or not gray
-        arrays.append(arr)
-        labels.append(cls_idx)
-    if not arrays:
-        raise DataError(f"{label}: all {len(samples)} image files are unreadable")
+    for part, samples in found.items():
+        for file, cls in samples:
+            try:
+                with Image.open(file) as img:
+                    img.load()
+                    gray = img.mode in _GRAY_MODES
+                    img = img.convert("L" if gray else "RGB")
+                    if size is None:
+                        size = img.size
+                    if img.size != size:
+                        img = img.resize(size, Image.Resampling.BILINEAR)
+                    arr = np.asarray(img, dtype=np.uint8)
+            except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+                if not skip_corrupt:
+                    raise DataError(
+                        f"{label}: cannot read image {file} ({exc.__class__.__name__}: {exc}); "
+                        "remove it or pass skip_corrupt=True (--skip-corrupt) to skip such files"
+                    ) from exc
+                skipped.append(str(file))
+                continue
+            any_color = any_color or not gray
+            arrays[part].append(arr)
+            labels[part].append(index[cls])
+    for part in found:
+        if found[part] and not arrays[part]:
+            raise DataError(f"{label}: all {len(found[part])} {part} image files are unreadable")
     channels = 3 if any_color else 1
-    out = np.empty((len(arrays), channels, size[1], size[0]), dtype=np.uint8)  # type: ignore[index]
-    for i, arr in enumerate(arrays):
-        out[i] = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+    def stack(items: list[np.ndarray]) -> Tensor:
+        out = np.empty((len(items), channels, size[1], size[0]), dtype=np.uint8)  # type: ignore[index]
+        for i, arr in enumerate(items):
+            out[i] = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        return torch.from_numpy(out)
+
+    info: dict[str, Any] = {
+        "source": str(root),
+        "skipped_files": skipped,
+        "n_skipped": len(skipped),
+    }
+    if layout["test"]:
+        info["test_folder"] = str(layout["test"][0])
     return RawDataset(
-        x=torch.from_numpy(out),
-        y=torch.tensor(labels, dtype=torch.int64),
+        x=stack(arrays["train"]),
+        y=torch.tensor(labels["train"], dtype=torch.int64),
         classes=classes,
-        info={"source": str(root), "skipped_files": skipped, "n_skipped": len(skipped)},
+        x_test=stack(arrays["test"]) if layout["test"] else None,
+        y_test=torch.tensor(labels["test"], dtype=torch.int64) if layout["test"] else None,
+        info=info,
     )
 
 
