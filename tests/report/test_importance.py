@@ -7,6 +7,8 @@ import random
 import pytest
 
 from tricksearch.report._importance import (
+    MIN_RATED,
+    choose_fidelity,
     entry_label,
     group_by_trick,
     trick_importance,
@@ -70,7 +72,10 @@ def test_group_by_trick_sums_switch_and_params_and_normalises() -> None:
     assert group_by_trick({}) == {}
 
 
-def _study(n: int, *, signal: bool = True):
+def _study(n: int, *, signal: bool = True, complete: int | None = None, epochs: int = 6):
+    """``n`` trials whose value depends on label smoothing (``signal``); with ``complete``, only
+    the first ``complete`` run ``epochs`` epochs, the others are PRUNED after 1 to 3 epochs (the
+    same ranking at every epoch: value − 0.02 per epoch left)."""
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution
     from optuna.trial import TrialState, create_trial
@@ -94,8 +99,16 @@ def _study(n: int, *, signal: bool = True):
             params["loss.label_smoothing.epsilon"] = rng.uniform(0.0, 0.3)
             dists["loss.label_smoothing.epsilon"] = FloatDistribution(0.0, 0.3)
         value = 0.9 + (0.05 * ls if signal else 0.0) + rng.uniform(0, 0.005)
+        done = complete is None or len(study.trials) < complete
+        reached = epochs if done else 1 + len(study.trials) % 3
         study.add_trial(
-            create_trial(params=params, distributions=dists, value=value, state=TrialState.COMPLETE)
+            create_trial(
+                params=params,
+                distributions=dists,
+                value=value if done else None,
+                state=TrialState.COMPLETE if done else TrialState.PRUNED,
+                intermediate_values={e: value - 0.02 * (epochs - e) for e in range(1, reached + 1)},
+            )
         )
     return study
 
@@ -112,10 +125,33 @@ def test_trick_importance_sums_to_one_and_finds_the_signal() -> None:
 
 def test_trick_importance_explains_instead_of_failing() -> None:
     res = trick_importance(_study(1))
-    assert not res.ok and "at least 2 COMPLETE" in res.reason and res.by_trick == {}
+    assert not res.ok and "at least 2 rated trials" in res.reason and res.by_trick == {}
+    assert "1 COMPLETE trials" in res.reason
     import optuna
 
     study = optuna.create_study(direction="maximize")
     study.optimize(lambda t: 0.5 + 0 * t.suggest_float("budget.lr", 0.01, 1.0), n_trials=3)
     res = trick_importance(study)
     assert not res.ok and "same value" in res.reason
+
+
+def test_few_complete_trials_are_rated_at_the_deepest_epoch_enough_trials_reached() -> None:
+    # 60 trials, 3 COMPLETE; pruned after 1, 2, 3 epochs in turn: 60 reached epoch 1, ~41
+    # epoch 2, ~22 epoch 3 (>= MIN_RATED = 20), 3 the full 6 epochs.
+    study = _study(60, complete=3)
+    reached3 = sum(3 in t.intermediate_values for t in study.trials)
+    assert reached3 >= MIN_RATED > sum(4 in t.intermediate_values for t in study.trials)
+    assert choose_fidelity(study.trials) == (3, reached3)
+    res = trick_importance(study)
+    assert res.ok and res.epoch == 3 and res.n_rated == reached3 and res.n_complete == 3
+    assert max(res.by_trick, key=res.by_trick.get) == "label_smoothing"
+    assert sum(res.by_trick.values()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_fidelity_choice() -> None:
+    # Enough COMPLETE trials: their final values.
+    assert choose_fidelity(_study(MIN_RATED).trials) == (None, MIN_RATED)
+    # No epoch reached by MIN_RATED trials: the epoch most trials reached, if more than COMPLETE.
+    assert choose_fidelity(_study(12, complete=2).trials) == (1, 12)
+    # As many COMPLETE trials as at any epoch: the final values win the tie.
+    assert choose_fidelity(_study(5, complete=5).trials) == (None, 5)

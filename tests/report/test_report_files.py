@@ -320,10 +320,19 @@ def test_report_without_ablation_says_how_to_run_it(tmp_path: Path) -> None:
     assert not (run / "ablation.png").exists()  # stale figure removed
 
 
-def test_report_with_too_few_complete_trials_says_so(tmp_path: Path) -> None:
-    run = make_run(tmp_path / "run", n_trials=6, complete_only=1)
+def test_report_with_one_complete_trial_rates_the_pruned_ones_at_their_epoch(
+    tmp_path: Path,
+) -> None:
+    run = make_run(tmp_path / "run", n_trials=6, complete_only=1)  # 5 PRUNED after 2 epochs
     text = write_report(run).read_text()
-    assert "Importance not computed" in text and "at least 2 COMPLETE" in text
+    assert "at epoch 2 of the 6 trials that reached it: only 1 ran the full budget" in text
+    _assert_png(run / "importance.png")
+
+
+def test_report_with_too_few_trials_says_so(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", n_trials=1)
+    text = write_report(run).read_text()
+    assert "Importance not computed" in text and "at least 2 rated trials" in text
     assert not (run / "importance.png").exists()
     _assert_png(run / "history.png")
 

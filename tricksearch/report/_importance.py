@@ -9,8 +9,14 @@ to no single trick and keep entries of their own: the choice of an exclusive gro
 
 The evaluator is Optuna's default (:class:`optuna.importance.PedAnovaImportanceEvaluator` in
 Optuna 5, which handles conditional parameters and needs neither scipy nor scikit-learn); its
-class name is recorded so the report can say what produced the numbers. Only COMPLETE trials
-count (a trial ASHA stopped early is PRUNED and has no final value).
+class name is recorded so the report can say what produced the numbers.
+
+Which trials are rated (:func:`choose_fidelity`): PED-ANOVA compares the top 10 % of the trials
+with all of them, so it wants about ``MIN_RATED`` trials. With ASHA few trials run the full budget;
+when fewer than ``MIN_RATED`` are COMPLETE, the trials are compared at the deepest epoch that at
+least ``MIN_RATED`` of them reached (or, failing that, at the epoch most of them reached, when
+that is more trials than the COMPLETE ones), on their values at that epoch: the low-fidelity view
+ASHA itself prunes on. The epoch used is recorded and the report says it.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from typing import Any
 from tricksearch.tricks._base import registered_tricks
 
 __all__ = [
+    "MIN_RATED",
     "ImportanceResult",
+    "choose_fidelity",
     "entry_label",
     "group_by_trick",
     "trick_importance",
@@ -101,17 +109,50 @@ def group_by_trick(param_importances: dict[str, float]) -> dict[str, float]:
     return dict(sorted(((k, v / total) for k, v in sums.items()), key=lambda kv: -kv[1]))
 
 
+#: Trials PED-ANOVA should rate at least: its top 10 % then holds two.
+MIN_RATED = 20
+
+
+def choose_fidelity(trials: list[Any]) -> tuple[int | None, int]:
+    """(epoch to compare the trials at, or None for their final values; how many trials that
+    rates), from the trials of a study (see the module docstring)."""
+    complete = sum(
+        t.state.name == "COMPLETE" and t.value is not None and math.isfinite(t.value)
+        for t in trials
+    )
+    if complete >= MIN_RATED:
+        return None, complete
+    reached: dict[int, int] = {}
+    for t in trials:
+        if t.state.name in ("COMPLETE", "PRUNED"):
+            for step, value in t.intermediate_values.items():
+                if value is not None and math.isfinite(value):
+                    reached[step] = reached.get(step, 0) + 1
+    enough = [step for step, n in reached.items() if n >= MIN_RATED]
+    if enough:
+        step = max(enough)
+    elif reached:
+        step = max(reached, key=lambda s: (reached[s], s))  # the most trials, then the deepest
+    else:
+        return None, complete
+    return (step, reached[step]) if reached[step] > complete else (None, complete)
+
+
 @dataclass
 class ImportanceResult:
     """Importance per trick (sums to 1), per parameter, and what produced it.
 
-    ``reason`` is set, and the mappings empty, when importance could not be computed.
+    ``epoch`` is the epoch whose values were compared (None: the final values of COMPLETE
+    trials) and ``n_rated`` how many trials that was. ``reason`` is set, and the mappings empty,
+    when importance could not be computed.
     """
 
     by_trick: dict[str, float] = field(default_factory=dict)
     by_param: dict[str, float] = field(default_factory=dict)
     evaluator: str = ""
     n_complete: int = 0
+    n_rated: int = 0
+    epoch: int | None = None
     reason: str | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -123,35 +164,46 @@ class ImportanceResult:
 def trick_importance(study: Any) -> ImportanceResult:
     """Per-trick importance of ``study`` (an ``optuna.Study``); see the module docstring.
 
-    Needs at least two COMPLETE trials with different values; otherwise returns a result whose
+    Needs at least two rated trials with different values; otherwise returns a result whose
     ``reason`` says why, instead of raising.
     """
-    from tricksearch.search._study import evaluator_name, param_importances
+    from tricksearch.search._study import at_epoch, evaluator_name, param_importances
 
+    trials = study.get_trials(deepcopy=False)
     complete = [
         t
-        for t in study.get_trials(deepcopy=False)
+        for t in trials
         if t.state.name == "COMPLETE" and t.value is not None and math.isfinite(t.value)
     ]
+    epoch, _ = choose_fidelity(trials)
+    rated_study = study if epoch is None else at_epoch(study, epoch)
+    rated = complete if epoch is None else rated_study.get_trials(deepcopy=False)
     name = evaluator_name()
-    result = ImportanceResult(evaluator=name, n_complete=len(complete))
-    if len(complete) < 2:
+    result = ImportanceResult(
+        evaluator=name, n_complete=len(complete), n_rated=len(rated), epoch=epoch
+    )
+    what = (
+        "COMPLETE trials (trials that ran the full budget)"
+        if epoch is None
+        else (f"trials that reached epoch {epoch}")
+    )
+    if len(rated) < 2:
         result.reason = (
-            f"importance needs at least 2 COMPLETE trials (trials that ran the full budget); "
-            f"this study has {len(complete)}. Run more trials (or a larger --grace-period)."
+            f"importance needs at least 2 rated trials; this study has {len(rated)} {what}. "
+            "Run more trials (or a larger --grace-period)."
         )
         return result
-    if len({t.value for t in complete}) < 2:
+    if len({t.value for t in rated}) < 2:
         result.reason = (
-            f"all {len(complete)} COMPLETE trials have the same value ({complete[0].value:.4f}); "
+            f"all {len(rated)} {what} have the same value ({rated[0].value:.4f}); "
             "importance needs variation."
         )
         return result
-    if not any(t.params for t in complete):
-        result.reason = "the COMPLETE trials sampled no parameters; nothing to rate."
+    if not any(t.params for t in rated):
+        result.reason = f"the {what} sampled no parameters; nothing to rate."
         return result
     try:
-        params, name, result.warnings = param_importances(study)
+        params, name, result.warnings = param_importances(rated_study)
     except ValueError as exc:
         result.reason = str(exc)
         return result

@@ -128,7 +128,7 @@ def plot_history(
     ax.set_title(
         f"Optimization history: {n} trials, {len(complete)} complete, "
         f"{len(pruned)} pruned, {len(failed)} failed"
-        + (f", {len(stopped)} stopped by the time budget" if stopped else "")
+        + (f", {len(stopped)} stopped (time budget)" if stopped else "")
         + (f", {running} unfinished" if running else "")
     )
     ax.grid(alpha=0.3)

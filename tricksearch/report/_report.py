@@ -158,7 +158,7 @@ def write_report(run_dir: str | Path) -> Path:
 
     # -- importance ---------------------------------------------------------------------------
     imp = trick_importance(study)
-    md += _importance_section(imp, run_dir, written)
+    md += _importance_section(imp, run_dir, written, metric)
 
     # -- ablation -----------------------------------------------------------------------------
     md += _ablation_section(run_dir, recipe, written)
@@ -283,7 +283,9 @@ def _top_trials(trials: list[Any], maximize: bool, metric: str, k: int = 5) -> l
     return [*lines, ""]
 
 
-def _importance_section(imp: ImportanceResult, run_dir: Path, written: set[str]) -> list[str]:
+def _importance_section(
+    imp: ImportanceResult, run_dir: Path, written: set[str], metric: str
+) -> list[str]:
     lines = ["## Which tricks mattered", ""]
     evaluator = f"`optuna.importance.{imp.evaluator}`"
     if not imp.ok:
@@ -294,7 +296,8 @@ def _importance_section(imp: ImportanceResult, run_dir: Path, written: set[str])
             f"(Evaluator that would be used: {evaluator}.)",
             "",
         ]
-    plot_importance(imp.by_trick, run_dir / "importance.png", evaluator=imp.evaluator)
+    at = "" if imp.epoch is None else f", at epoch {imp.epoch}"
+    plot_importance(imp.by_trick, run_dir / "importance.png", evaluator=imp.evaluator + at)
     written.add("importance.png")
     lines += [
         "![importance per trick](importance.png)",
@@ -306,10 +309,18 @@ def _importance_section(imp: ImportanceResult, run_dir: Path, written: set[str])
             if imp.evaluator == "PedAnovaImportanceEvaluator"
             else ""
         )
-        + f", on {imp.n_complete} COMPLETE trials. A trick's importance is the sum over its "
-        "switch and its parameters; `decay`, `optimizer`, `policy` are the choice of a "
-        "member of that exclusive group; entries sum to 1. Few trials make these numbers "
-        "rough; importance is not effect size (see the ablation for that).",
+        + (
+            f", on {imp.n_rated} COMPLETE trials."
+            if imp.epoch is None
+            else f", on the {metric} at epoch {imp.epoch} of the {imp.n_rated} trials that "
+            f"reached it: only {imp.n_complete} ran the full budget (the others stopped early), "
+            "so importance is read at a fidelity ASHA prunes on, where tricks that pay off "
+            "late (a long warmup, strong regularization) can look worse than they end."
+        )
+        + " A trick's importance is the sum over its switch and its parameters; `decay`, "
+        "`optimizer`, `policy` are the choice of a member of that exclusive group; entries "
+        "sum to 1. Few trials make these numbers rough; importance is not effect size (see "
+        "the ablation for that).",
         "",
         "| entry | importance |",
         "|---|---:|",
@@ -319,10 +330,10 @@ def _importance_section(imp: ImportanceResult, run_dir: Path, written: set[str])
     if small:
         lines.append(f"| {len(small)} others ({', '.join(small)}) | {sum(small.values()):.3f} |")
     lines.append("")
-    if imp.n_complete < 50:
+    if imp.n_rated < 50:
         lines += [
-            f"Only {imp.n_complete} COMPLETE trials: PED-ANOVA is stable with at least 5 "
-            "trials in its top 10 % (≈ 50 COMPLETE trials); read these numbers as a hint.",
+            f"Only {imp.n_rated} rated trials: PED-ANOVA is stable with at least 5 trials in "
+            "its top 10 % (≈ 50 trials); read these numbers as a hint.",
             "",
         ]
     if imp.warnings:

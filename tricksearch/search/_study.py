@@ -5,13 +5,21 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import Any
 
 from tricksearch.errors import ConfigError
 
-__all__ = ["STOPPED_ATTR", "STUDY_NAME", "load_study", "outcome", "param_importances"]
+__all__ = [
+    "STOPPED_ATTR",
+    "STUDY_NAME",
+    "at_epoch",
+    "load_study",
+    "outcome",
+    "param_importances",
+]
 
 #: The study name every search writes (one study per run folder).
 STUDY_NAME = "tricksearch"
@@ -62,6 +70,34 @@ def load_study(run_dir: str | Path) -> Any:
             f"report: cannot open {str(db)!r} as an Optuna study ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0]})."
         ) from None
+
+
+def at_epoch(study: Any, step: int) -> Any:
+    """An in-memory study holding, as COMPLETE, every COMPLETE or PRUNED trial of ``study`` that
+    reported epoch ``step``, with its value at that epoch: importance at one fidelity, so trials
+    ASHA pruned count too."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    quiet = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
+    try:
+        view = optuna.create_study(direction=study.direction)
+    finally:
+        optuna.logging.set_verbosity(quiet)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        value = t.intermediate_values.get(step)
+        if value is None or not math.isfinite(value):
+            continue
+        view.add_trial(
+            create_trial(
+                params=t.params,
+                distributions=t.distributions,
+                value=value,
+                state=TrialState.COMPLETE,
+            )
+        )
+    return view
 
 
 def default_evaluator() -> Any:
