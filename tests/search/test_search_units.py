@@ -12,6 +12,7 @@ from tricksearch.errors import ConfigError, ConfigTypeError
 from tricksearch.search import SearchConfig
 from tricksearch.search._progress import ProgressCallback, fmt_duration
 from tricksearch.search._searcher import (
+    RecordingASHA,
     TruthfulOptunaSearch,
     close_running_trials,
     make_sampler,
@@ -186,3 +187,40 @@ def test_progress_line_counts() -> None:
     last = out.getvalue().strip().splitlines()[-1]
     assert last.startswith("[5/5] running 0  pruned 1  failed 1  stopped 1  best val_acc 0.8000")
     assert fmt_duration(3725) == "1:02:05" and fmt_duration(65) == "1:05"
+
+
+class _Trial:
+    def __init__(self, tid: str) -> None:
+        self.trial_id = tid
+
+
+def _asha(**kw) -> RecordingASHA:
+    return RecordingASHA(
+        metric="val_acc", mode="max", max_t=9, grace_period=1, reduction_factor=3, **kw
+    )
+
+
+def test_asha_told_the_earlier_trials_prunes_a_resumed_newcomer() -> None:
+    # Rungs at epochs 1, 3 (and 9, the end). Six earlier trials scored 0.5..1.0 at epoch 1.
+    history = [{1: 0.5 + 0.1 * i, 2: 0.6 + 0.1 * i, 3: 0.7 + 0.1 * i} for i in range(6)]
+    told = _asha()
+    assert told.remember(history, "max") == 12  # each trial in the rungs of epochs 1 and 3
+    fresh = _asha()
+    decisions = []
+    for asha in (told, fresh):
+        asha.on_trial_add(None, _Trial("new"))
+        decisions.append(
+            asha.on_trial_result(None, _Trial("new"), {"training_iteration": 1, "val_acc": 0.55})
+        )
+    # Against the earlier trials 0.55 is in the bottom two thirds: stopped. Empty rungs: kept.
+    assert decisions == ["STOP", "CONTINUE"]
+    assert told.pruned == {"new"} and not fresh.pruned
+
+
+def test_asha_remember_for_a_minimised_metric_and_a_rung_reached_late() -> None:
+    asha = RecordingASHA(metric="val_loss", mode="min", max_t=9, grace_period=2, reduction_factor=3)
+    # Milestones 2 and 6: a trial that reported epochs 1..4 is recorded at rung 2 (epoch 2) only;
+    # values are stored negated for "min", as ASHA does.
+    assert asha.remember([{1: 0.9, 2: 0.8, 3: 0.7, 4: 0.6}], "min") == 1
+    rungs = {m: dict(r) for m, r in asha._brackets[0]._rungs}
+    assert rungs == {6: {}, 2: {"earlier-0": -0.8}}

@@ -474,6 +474,7 @@ def _tune(
     resume: bool,
     out: IO[str],
 ) -> None:
+    import optuna
     from ray import tune
 
     from tricksearch.search._progress import ProgressCallback
@@ -486,6 +487,9 @@ def _tune(
         grace_period=config.grace,
         reduction_factor=config.reduction_factor,
     )
+    if resume:  # the finished trials' values, so new trials are pruned against them
+        finished = _finished_trials(optuna.load_study(study_name=STUDY_NAME, storage=storage))
+        scheduler.remember([dict(t.intermediate_values) for t in finished], config.mode)
     searcher = TruthfulOptunaSearch(
         space,
         metric=config.metric,

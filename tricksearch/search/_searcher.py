@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import warnings
 from contextlib import suppress as _suppress
 from pathlib import Path
@@ -101,11 +102,14 @@ def close_running_trials(study: optuna.Study) -> int:
 
 
 class RecordingASHA(ASHAScheduler):
-    """``ASHAScheduler`` that remembers the trials it stopped.
+    """``ASHAScheduler`` that remembers the trials it stopped, and can be told earlier trials.
 
     A trial can also end early because the search's time budget ran out; Ray reports both the same
     way (``on_trial_complete`` with the last result), so the searcher and the progress display ask
     ``pruned`` which of the two it was. Ray uses this object as given (not a copy) in the driver.
+
+    On resume a new Tuner starts with empty rungs, so nothing would be pruned until new trials
+    filled them again: :meth:`remember` records the finished trials' values from the study.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -117,6 +121,26 @@ class RecordingASHA(ASHAScheduler):
         if decision == TrialScheduler.STOP:
             self.pruned.add(trial.trial_id)
         return decision
+
+    def remember(self, history: list[dict[int, float]], mode: str) -> int:
+        """Record earlier trials (each its ``{epoch: value}``) in the rungs they reached, as
+        ASHA would have: at the first epoch at or past each rung's milestone. Returns how many
+        values were recorded (0, with a warning, if this Ray's ASHA keeps its rungs elsewhere:
+        the search then only prunes less at first)."""
+        sign = 1.0 if mode == "max" else -1.0
+        n = 0
+        try:
+            rungs = [rung for bracket in self._brackets for rung in bracket._rungs]
+            for i, values in enumerate(history):
+                steps = sorted(s for s, v in values.items() if v is not None and math.isfinite(v))
+                for milestone, recorded in rungs:
+                    step = next((s for s in steps if s >= milestone), None)
+                    if step is not None:
+                        recorded[f"earlier-{i}"] = sign * float(values[step])
+                        n += 1
+        except (AttributeError, TypeError, ValueError) as exc:  # Ray's internals moved
+            logger.warning("could not give ASHA the earlier trials' values (%s)", exc)
+        return n
 
 
 class TruthfulOptunaSearch(OptunaSearch):
