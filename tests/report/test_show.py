@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,11 @@ def test_show_prints_the_evidence() -> None:
     assert "0.9655 ± 0.0051" in text and "0.9433 ± 0.0062" in text  # test
     assert "3 seeds (0, 1, 2)" in text
     assert "32 trials: 10 complete, 20 pruned, 2 failed" in text
+    assert "stopped" not in text  # said only when the time budget cut trials
+    budget_cut = json.loads(json.dumps(PROVENANCE))
+    budget_cut["search"]["trials"] |= {"pruned": 17, "stopped": 3}
+    text = show_recipe(_recipe(budget_cut))
+    assert "32 trials: 10 complete, 17 pruned, 2 failed, 3 stopped by the time budget" in text
     assert "150 trial-epochs of 480" in text
     assert "torch 2.4.0" in text and "optuna 5.0.0" in text
     assert "+0.0222" in text
