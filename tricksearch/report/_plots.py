@@ -46,7 +46,7 @@ class TrialPoint:
     """One trial for the history plot: its number, state, score (final or last) and epochs."""
 
     number: int
-    state: str  # "COMPLETE" | "PRUNED" | "FAIL" | "STOPPED" (time budget, no epoch) | other
+    state: str  # "COMPLETE" | "PRUNED" | "FAIL" | "STOPPED" (cut by the time budget) | other
     value: float | None
     epochs: int = 0
 

@@ -50,7 +50,7 @@ class ProgressCallback(Callback):
         self.running: set[str] = set()
         self.pruned = 0
         self.failed = 0
-        self.stopped = 0  # ended by the time budget before their first epoch
+        self.stopped = 0  # cut by the time budget (before or after their first epoch)
         self.best = best
         self.t0 = time.monotonic()
         self._last_draw = 0.0

@@ -549,7 +549,7 @@ def _trial_epochs(t: Any) -> int:
 
 def _write_trials_csv(study: Any, path: Path) -> None:
     """Every trial, one row: its outcome (Optuna's state, or STOPPED for a trial the time budget
-    ended before its first epoch; FAIL in the study), value, epochs, seconds and parameters."""
+    cut; see ``_study.outcome``), value, epochs, seconds and parameters."""
     from tricksearch.search._study import outcome
 
     trials = study.get_trials(deepcopy=False)
