@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tricksearch.cli import main
-from tricksearch.recipe import load_recipe
+from tricksearch.recipe import Recipe, load_recipe
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -76,6 +76,33 @@ def test_bad_recipe_value_names_file_and_field(capsys, tmp_path) -> None:
     assert code == 2
     assert "r.yaml" in err and "loss.label_smoothing.epsilon" in err and "7" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_train_from_a_searched_recipe_shows_what_the_search_measured(capsys, tmp_path) -> None:
+    evidence = {
+        "seeds": [0, 1, 2],
+        "recipe": {
+            "val_acc_mean": 0.9,
+            "val_acc_std": 0.01,
+            "test_acc_mean": 0.8,
+            "test_acc_std": 0.02,
+            "val_acc": [0.91, 0.9],  # seed 1 failed
+            "test_acc": [0.81, 0.79],
+            "failed_seeds": [1],
+        },
+    }
+    path = tmp_path / "best_recipe.yaml"
+    recipe = Recipe.from_dict({"budget": {"epochs": 1, "seed": 2}, "provenance": evidence})
+    recipe.save(path)
+    code, out, _ = run(capsys, "train", "--recipe", str(path), "--device", "cpu")
+    assert code == 0
+    assert (
+        "the search measured this recipe: val_acc 0.9000 ± 0.0100, test_acc 0.8000 ± 0.0200 "
+        "over seeds 0, 2 (seed 2: val_acc 0.9000, test_acc 0.7900;" in out
+    )
+    # a run that changes what was measured is not put next to it
+    code, out, _ = run(capsys, "train", "--recipe", str(path), "--device", "cpu", "--lr", "0.1")
+    assert code == 0 and "final: val_acc" in out and "the search measured" not in out
 
 
 @pytest.mark.slow

@@ -117,6 +117,32 @@ def _epoch_printer(total: int) -> Callable[[Any], None]:
     return show
 
 
+def _search_evidence(recipe: Any, args: argparse.Namespace) -> str | None:
+    """The line that puts this run next to what the search measured for the same recipe (its
+    retraining over seeds), or None when the recipe carries no such evidence or the run changed
+    what it was measured on (dataset, model, epochs, batch size, lr)."""
+    prov = recipe.provenance or {}
+    rec = prov.get("recipe") or {}
+    changed = ("dataset", "data_root", "model", "epochs", "batch_size", "lr")
+    if not rec.get("val_acc") or any(getattr(args, k, None) is not None for k in changed):
+        return None
+    failed = set(rec.get("failed_seeds") or [])
+    seeds = [s for s in prov.get("seeds") or [] if s not in failed]
+    line = (
+        f"the search measured this recipe: val_acc {rec['val_acc_mean']:.4f} ± "
+        f"{rec['val_acc_std']:.4f}, test_acc {rec['test_acc_mean']:.4f} ± "
+        f"{rec['test_acc_std']:.4f} over seeds {', '.join(map(str, seeds))}"
+    )
+    seed = recipe.budget.seed
+    if seed in seeds and len(seeds) == len(rec["val_acc"]) == len(rec.get("test_acc") or []):
+        i = seeds.index(seed)
+        line += (
+            f" (seed {seed}: val_acc {rec['val_acc'][i]:.4f}, test_acc {rec['test_acc'][i]:.4f}; "
+            "identical numbers need the same device and torch thread count as the trials)"
+        )
+    return line
+
+
 @command(
     "train", "train once from a recipe (no Ray): prints a line per epoch, val and test accuracy"
 )
@@ -139,6 +165,9 @@ def run_train(args: argparse.Namespace) -> int:
         f"final: val_acc {metrics['val_acc']:.4f}  test_acc {metrics['test_acc']:.4f}  "
         f"({metrics['seconds']:.1f}s on {metrics['device']})"
     )
+    evidence = _search_evidence(recipe, args)
+    if evidence:
+        print(evidence)
     skipped = metrics["skipped_files"]
     if skipped:
         shown = ", ".join(str(f) for f in skipped[:5]) + (" …" if len(skipped) > 5 else "")
