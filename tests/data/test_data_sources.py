@@ -289,3 +289,17 @@ def test_imagefolder_classes_named_like_splits_stay_classes(tmp_path: Path) -> N
             _png(tmp_path / cls / f"{i}.png", (6, 4))
     s = load_dataset(f"imagefolder:{tmp_path}", val_fraction=0.25, test_fraction=0.25)
     assert s.classes == ["train", "val"] and not s.info["official_test"]
+
+
+def test_imagefolder_with_only_a_train_folder_uses_its_classes(tmp_path: Path) -> None:
+    _tree(tmp_path / "train")
+    s = load_dataset(f"imagefolder:{tmp_path}", val_fraction=0.2, test_fraction=0.2)
+    assert s.classes == ["cat", "dog"] and not s.info["official_test"]
+    assert len(s.y_train) + len(s.y_val) + len(s.y_test) == 10
+
+
+def test_imagefolder_unlabelled_test_folder_is_refused(tmp_path: Path) -> None:
+    _tree(tmp_path / "train")
+    _png(tmp_path / "test" / "0001.png", (6, 4))  # a Kaggle-style test folder: no labels
+    with pytest.raises(DataError, match=r"test has no class folders.*expected test/CLASS/"):
+        load_dataset(f"imagefolder:{tmp_path}")

@@ -363,22 +363,31 @@ def _image_files(root: Path, classes: list[str]) -> list[tuple[Path, str]]:
     return samples
 
 
-def _split_layout(root: Path, folders: list[str]) -> dict[str, list[Path]] | None:
-    """``{"train": [...], "test": [...]}`` when ``root`` holds split folders (each with class
-    sub-folders) rather than class folders; ``None`` for a plain one-folder-per-class tree.
+def _split_layout(root: Path, folders: list[str], label: str) -> dict[str, list[Path]] | None:
+    """``{"train": [...], "test": [...]}`` when ``root`` holds split folders (``train/`` with
+    class sub-folders) rather than class folders; ``None`` for a plain one-folder-per-class tree.
 
     ``train`` + ``test``: the test folder is the official test split (a ``val`` folder beside
     them joins the training data: tricksearch carves its validation split from it). ``train`` +
-    ``val`` (no test): the val folder is the held-out split.
+    ``val`` (no test): the val folder is the held-out split. ``train`` alone: its classes, with
+    the test split carved from them. A split folder without class folders (unlabelled test
+    images, say) is refused: its images have no labels.
     """
-    if "train" not in folders or not set(folders) <= _SPLIT_FOLDERS or len(folders) < 2:
+    if "train" not in folders or not set(folders) <= _SPLIT_FOLDERS:
         return None
-    if not all(_class_folders(root / f) for f in folders):
-        return None  # e.g. two real classes named "train" and "val"
-    held_out = "test" if "test" in folders else next(f for f in folders if f != "train")
+    if not _class_folders(root / "train"):
+        return None  # e.g. two real classes named "train" and "val", images directly inside
+    unlabelled = [f for f in folders if not _class_folders(root / f)]
+    if unlabelled:
+        raise DataError(
+            f"{label}: {root / unlabelled[0]} has no class folders, but {root / 'train'} has: "
+            f"expected {unlabelled[0]}/CLASS/… like train/CLASS/… (the split needs labels); move "
+            f"unlabelled images out of {root}"
+        )
+    held_out = "test" if "test" in folders else next((f for f in folders if f != "train"), None)
     return {
         "train": [root / f for f in folders if f != held_out],
-        "test": [root / held_out],
+        "test": [] if held_out is None else [root / held_out],
     }
 
 
@@ -413,7 +422,7 @@ def read_imagefolder(
             "e.g. ROOT/cat/001.png, ROOT/dog/002.png (or ROOT/train/cat/001.png, "
             "ROOT/test/cat/002.png)"
         )
-    layout = _split_layout(root, folders) or {"train": [root], "test": []}
+    layout = _split_layout(root, folders, label) or {"train": [root], "test": []}
     found = {
         part: [(f, cls) for d in dirs for f, cls in _image_files(d, _class_folders(d))]
         for part, dirs in layout.items()
