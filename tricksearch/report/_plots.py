@@ -69,29 +69,15 @@ def plot_history(
     values = [
         t.value for t in complete + pruned + cut if t.value is not None and math.isfinite(t.value)
     ]
-    for group, marker, label in (
-        (pruned, "o", "pruned by ASHA (last value)"),
-        (cut, "s", "stopped by the time budget (last value)"),
+    hollow = {"s": 28, "facecolors": "none", "edgecolors": _NEUTRAL}
+    for group, style in (
+        (pruned, hollow | {"marker": "o", "label": "pruned by ASHA (last value)"}),
+        (cut, hollow | {"marker": "s", "label": "stopped by the time budget (last value)"}),
+        (complete, {"s": 36, "color": _ACCENT, "label": "complete (full budget)", "zorder": 3}),
     ):
         if group:
-            ax.scatter(
-                [t.number for t in group],
-                [t.value for t in group],
-                s=28,
-                marker=marker,
-                facecolors="none",
-                edgecolors=_NEUTRAL,
-                label=label,
-            )
+            ax.scatter([t.number for t in group], [t.value for t in group], **style)
     if complete:
-        ax.scatter(
-            [t.number for t in complete],
-            [t.value for t in complete],
-            s=36,
-            color=_ACCENT,
-            label="complete (full budget)",
-            zorder=3,
-        )
         order = sorted(complete, key=lambda t: t.number)
         best, xs, ys = None, [], []
         for t in order:
