@@ -224,3 +224,29 @@ def test_asha_remember_for_a_minimised_metric_and_a_rung_reached_late() -> None:
     assert asha.remember([{1: 0.9, 2: 0.8, 3: 0.7, 4: 0.6}], "min") == 1
     rungs = {m: dict(r) for m, r in asha._brackets[0]._rungs}
     assert rungs == {6: {}, 2: {"earlier-0": -0.8}}
+
+
+def test_norm_groups_of_resnet_cifar_divide_every_variant() -> None:
+    # Variant C's deep stem has half the stem width (8 of 16 channels): groups 16 and 32 would
+    # fail in those trials. Every group count the trait allows builds with every variant.
+    from tricksearch.engine import load_data
+    from tricksearch.models import build_model
+    from tricksearch.recipe import Recipe
+    from tricksearch.search._runner import _traits
+
+    base = Recipe.from_dict({"model": {"name": "resnet-cifar"}})
+    data = load_data(base)
+    allowed = _traits(base, data, None)["norm_groups"]
+    assert allowed == (1, 2, 4, 8)
+
+    def build(groups: int, variant: str) -> None:
+        options = {"norm": "group", "norm_groups": groups, "variant": variant}
+        build_model(
+            "resnet-cifar", in_channels=1, num_classes=10, image_size=(8, 8), options=options
+        )
+
+    for variant in ("a", "b", "c", "d"):
+        for groups in allowed:
+            build(groups, variant)
+    with pytest.raises(ConfigError, match="does not divide the 8 channels"):
+        build(16, "c")

@@ -379,6 +379,24 @@ def test_for_model_uses_model_traits() -> None:
     assert any("multiscale" in n for n in fixed.notes)
 
 
+def test_for_model_narrows_group_norm_groups_to_what_divides_every_layer() -> None:
+    space = load_space("default")  # group_norm.groups searched over 8, 16, 32
+    narrowed = space.for_model(
+        {"residual": True, "adaptive_pool": True, "norm_groups": (1, 2, 4, 8)}
+    )
+    assert narrowed.tricks["group_norm"].params["groups"] == 8
+    assert any("group_norm: groups searched over 8 only" in n for n in narrowed.notes)
+    two = space.for_model({"norm_groups": (1, 2, 4, 8, 16)}).tricks["group_norm"]
+    assert two.params["groups"].choices == (8, 16)
+    none = space.for_model({"norm_groups": (1, 2, 4)})
+    assert "group_norm" not in none.tricks
+    assert any("group_norm left out" in n and "1, 2, 4" in n for n in none.notes)
+    assert space.for_model({"norm_groups": tuple(range(1, 65))}) == space.for_model({})
+    fixed = SearchSpace({"group_norm": {"switch": "search", "groups": 32}})
+    with pytest.raises(ConfigError, match=r"group_norm\.groups: got 32.*allowed: 1, 2, 4, 8"):
+        fixed.for_model({"norm_groups": (1, 2, 4, 8)})
+
+
 # -- list-valued parameters -----------------------------------------------------------------
 
 

@@ -161,16 +161,46 @@ def _traits(base: Recipe, data: DatasetSplits, factory: Callable[..., nn.Module]
     from tricksearch.models import model_traits
 
     if factory is None:
-        return model_traits(base.model.name)
-    from tricksearch.engine import make_model
+        traits: dict[str, Any] = model_traits(base.model.name)
+    else:
+        from tricksearch.engine import make_model
 
-    net = make_model(base, data, factory)
-    return {
-        "residual": any(hasattr(m, "last_bn") for m in net.modules()),
-        "adaptive_pool": any(
-            isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) for m in net.modules()
-        ),
-    }
+        traits = model_traits(make_model(base, data, factory))
+    traits["norm_groups"] = _norm_groups(base, data, factory, traits.get("residual", False))
+    return traits
+
+
+def _norm_groups(
+    base: Recipe, data: DatasetSplits, factory: Callable[..., nn.Module] | None, residual: bool
+) -> tuple[int, ...] | None:
+    """The GroupNorm group counts that divide every normalized layer of the model, whichever
+    ResNet variant a trial picks (variant C's deep stem is narrower); None when the model cannot
+    be built with GroupNorm here (then nothing is restricted and the builder's check decides)."""
+    import math
+
+    from tricksearch.models import build_model
+    from tricksearch.tricks.build import model_options
+
+    channels: list[int] = []
+    for variant in (None, "b", "c", "d") if residual else (None,):
+        options = model_options(base) | {"norm": "group", "norm_groups": 1}
+        if variant is not None:
+            options["variant"] = variant
+        try:
+            net = build_model(
+                base.model.name if factory is None else factory,
+                in_channels=data.channels,
+                num_classes=data.num_classes,
+                image_size=data.image_size,
+                options=options,
+            )
+        except Exception:  # this model has no such option: it cannot take that trick anyway
+            continue
+        channels += [m.num_channels for m in net.modules() if isinstance(m, nn.GroupNorm)]
+    if not channels:
+        return None
+    common = math.gcd(*channels)
+    return tuple(d for d in range(1, common + 1) if common % d == 0)
 
 
 def _for_device(space: Any, device: str) -> Any:

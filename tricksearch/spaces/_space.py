@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from tricksearch.errors import ConfigError, ConfigTypeError
@@ -463,6 +463,37 @@ class _GroupNode:
 # ------------------------------------------------------------------------------------------
 
 
+def _narrow_groups(
+    entry: TrickEntry, allowed: tuple[int, ...], notes: list[str]
+) -> TrickEntry | None:
+    """``group_norm`` with its ``groups`` limited to ``allowed`` (see ``SearchSpace.for_model``);
+    None (left out, with a note) when none of its choices is allowed."""
+    value = entry.params["groups"]
+    shown = ", ".join(map(str, allowed))
+    if not isinstance(value, SearchSpec):
+        if value not in allowed:
+            raise ConfigError(
+                f"space: group_norm.groups: got {value}, which does not divide every normalized "
+                f"layer's channels of the model; allowed: {shown}"
+            )
+        return entry
+    choices = tuple(c for c in value.choices or () if c in allowed)
+    if choices == tuple(value.choices or ()):
+        return entry
+    if not choices:
+        notes.append(
+            f"group_norm left out: none of its group counts ({', '.join(map(str, value.choices))})"
+            f" divides every normalized layer's channels of the model (those that do: {shown})."
+        )
+        return None
+    notes.append(
+        f"group_norm: groups searched over {', '.join(map(str, choices))} only (the divisors of "
+        f"every normalized layer's channels of the model: {shown})"
+    )
+    narrowed = SearchSpec(choices=choices) if len(choices) > 1 else choices[0]
+    return replace(entry, params={**entry.params, "groups": narrowed})
+
+
 class SearchSpace:
     """A declared search space over tricks and budget; call it as the define-by-run function.
 
@@ -797,17 +828,24 @@ class SearchSpace:
         """The tricks the space may switch on (switch ``search`` or ``on``)."""
         return [n for n, e in self.tricks.items() if e.switch != "off"]
 
-    def for_model(self, traits: Mapping[str, bool]) -> SearchSpace:
+    def for_model(self, traits: Mapping[str, Any]) -> SearchSpace:
         """A copy without the tricks the model cannot take, with a note for each one dropped.
 
         ``traits`` comes from ``tricksearch.models.model_traits(name)``: ``residual`` (has
         residual blocks: zero-γ, ResNet variants) and ``adaptive_pool`` (accepts several input
-        sizes: multi-scale training).
+        sizes: multi-scale training); optionally ``norm_groups``, the GroupNorm group counts that
+        divide every normalized layer of the model, to which ``group_norm.groups`` is narrowed
+        (a fixed value outside them is refused).
         """
         tricks = registered_tricks()
         kept: dict[str, TrickEntry] = {}
         notes = list(self.given_notes)
         for name, entry in self.tricks.items():
+            if name == "group_norm" and traits.get("norm_groups") and entry.switch != "off":
+                narrowed = _narrow_groups(entry, tuple(traits["norm_groups"]), notes)
+                if narrowed is None:
+                    continue
+                entry = narrowed
             spec = tricks[name]
             if spec.needs_residual and not traits.get("residual", False):
                 if entry.switch != "off":
