@@ -250,3 +250,25 @@ def test_norm_groups_of_resnet_cifar_divide_every_variant() -> None:
             build(groups, variant)
     with pytest.raises(ConfigError, match="does not divide the 8 channels"):
         build(16, "c")
+
+
+def test_model_capabilities_of_a_torchvision_model_and_a_plain_callable() -> None:
+    # torchvision ResNets have residual blocks (zero-γ applies) but no ResNet-B/C/D option; a
+    # user's callable without keyword options takes no model tweak at all. Their trials would
+    # all fail with "has no option 'variant'" / "does not accept option 'dropout'".
+    from torch import nn
+
+    from tricksearch.engine import load_data
+    from tricksearch.recipe import Recipe
+    from tricksearch.search._runner import _traits
+
+    base = Recipe.from_dict({"model": {"name": "torchvision:resnet18"}})
+    data = load_data(base)
+    tv = _traits(base, data, None)
+    assert tv["residual"] and set(tv["model_options"]) == {"dropout", "activation", "norm"}
+
+    def plain(in_channels: int, num_classes: int) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(64 * in_channels, num_classes))
+
+    mine = _traits(base, data, plain)
+    assert mine["model_options"] == () and mine["norm_groups"] is None

@@ -397,6 +397,21 @@ def test_for_model_narrows_group_norm_groups_to_what_divides_every_layer() -> No
         fixed.for_model({"norm_groups": (1, 2, 4, 8)})
 
 
+def test_for_model_leaves_out_tricks_whose_model_option_the_model_lacks() -> None:
+    space = load_space("default")
+    traits = {"residual": True, "adaptive_pool": True}
+    assert space.for_model(traits) == space.for_model(traits | {"model_options": None})
+    only_dropout = space.for_model(traits | {"model_options": ("dropout",)})
+    assert "dropout" in only_dropout.tricks and "zero_gamma" in only_dropout.tricks
+    for name, option in [("activation", "activation"), ("group_norm", "norm")]:
+        assert name not in only_dropout.tricks
+        assert any(
+            n.startswith(f"{name} left out") and repr(option) in n for n in only_dropout.notes
+        )
+    assert "resnet_variant" not in only_dropout.tricks
+    assert not any(k.startswith("model_tweaks.resnet_variant") for k in only_dropout.keys())
+
+
 # -- list-valued parameters -----------------------------------------------------------------
 
 

@@ -158,6 +158,8 @@ def _base_recipe(config: SearchConfig) -> Recipe:
 
 
 def _traits(base: Recipe, data: DatasetSplits, factory: Callable[..., nn.Module] | None) -> dict:
+    """What the model can take, for ``SearchSpace.for_model``: ``residual``, ``adaptive_pool``,
+    ``model_options`` and ``norm_groups`` (see :func:`_model_capabilities`)."""
     from tricksearch.models import model_traits
 
     if factory is None:
@@ -166,41 +168,58 @@ def _traits(base: Recipe, data: DatasetSplits, factory: Callable[..., nn.Module]
         from tricksearch.engine import make_model
 
         traits = model_traits(make_model(base, data, factory))
-    traits["norm_groups"] = _norm_groups(base, data, factory, traits.get("residual", False))
-    return traits
+    return traits | _model_capabilities(base, data, factory)
 
 
-def _norm_groups(
-    base: Recipe, data: DatasetSplits, factory: Callable[..., nn.Module] | None, residual: bool
-) -> tuple[int, ...] | None:
-    """The GroupNorm group counts that divide every normalized layer of the model, whichever
-    ResNet variant a trial picks (variant C's deep stem is narrower); None when the model cannot
-    be built with GroupNorm here (then nothing is restricted and the builder's check decides)."""
+#: A value for each model option a model tweak sets, to probe whether the model takes it.
+_OPTION_PROBES: dict[str, dict[str, Any]] = {
+    "dropout": {"dropout": 0.1},
+    "activation": {"activation": "gelu"},
+    "norm": {"norm": "group", "norm_groups": 1},
+    "variant": {"variant": "d"},
+}
+
+
+def _model_capabilities(
+    base: Recipe, data: DatasetSplits, factory: Callable[..., nn.Module] | None
+) -> dict[str, Any]:
+    """``model_options``: the tweak options the model builds with (torchvision models have no
+    ResNet ``variant``, a user's callable may take none); ``norm_groups``: the GroupNorm group
+    counts that divide every normalized layer whichever variant a trial picks (variant C's deep
+    stem is narrower), or None without GroupNorm. Found by building the model (no training)."""
     import math
 
     from tricksearch.models import build_model
     from tricksearch.tricks.build import model_options
 
-    channels: list[int] = []
-    for variant in (None, "b", "c", "d") if residual else (None,):
-        options = model_options(base) | {"norm": "group", "norm_groups": 1}
-        if variant is not None:
-            options["variant"] = variant
+    def build(extra: dict[str, Any]) -> nn.Module:
+        return build_model(
+            base.model.name if factory is None else factory,
+            in_channels=data.channels,
+            num_classes=data.num_classes,
+            image_size=data.image_size,
+            options=model_options(base) | extra,
+        )
+
+    accepted = []
+    for option, probe in _OPTION_PROBES.items():
         try:
-            net = build_model(
-                base.model.name if factory is None else factory,
-                in_channels=data.channels,
-                num_classes=data.num_classes,
-                image_size=data.image_size,
-                options=options,
-            )
-        except Exception:  # this model has no such option: it cannot take that trick anyway
+            build(probe)
+        except Exception:  # the model has no such option (a user's callable may raise anything)
             continue
+        accepted.append(option)
+    groups = None
+    if "norm" in accepted:
+        channels: list[int] = []
+        for variant in ("b", "c", "d") if "variant" in accepted else ():
+            net = build(_OPTION_PROBES["norm"] | {"variant": variant})
+            channels += [m.num_channels for m in net.modules() if isinstance(m, nn.GroupNorm)]
+        net = build(_OPTION_PROBES["norm"])
         channels += [m.num_channels for m in net.modules() if isinstance(m, nn.GroupNorm)]
-    if not channels:
-        return None
-    common = math.gcd(*channels)
-    return tuple(d for d in range(1, common + 1) if common % d == 0)
+        if channels:
+            common = math.gcd(*channels)
+            groups = tuple(d for d in range(1, common + 1) if common % d == 0)
+    return {"model_options": tuple(accepted), "norm_groups": groups}
 
 
 def _for_device(space: Any, device: str) -> Any:

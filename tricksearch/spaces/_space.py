@@ -833,9 +833,10 @@ class SearchSpace:
 
         ``traits`` comes from ``tricksearch.models.model_traits(name)``: ``residual`` (has
         residual blocks: zero-γ, ResNet variants) and ``adaptive_pool`` (accepts several input
-        sizes: multi-scale training); optionally ``norm_groups``, the GroupNorm group counts that
-        divide every normalized layer of the model, to which ``group_norm.groups`` is narrowed
-        (a fixed value outside them is refused).
+        sizes: multi-scale training); optionally ``model_options``, the builder options the
+        model takes (a trick whose ``model_option`` is not among them is left out), and
+        ``norm_groups``, the GroupNorm group counts that divide every normalized layer of the
+        model, to which ``group_norm.groups`` is narrowed (a fixed value outside them is refused).
         """
         tricks = registered_tricks()
         kept: dict[str, TrickEntry] = {}
@@ -851,6 +852,14 @@ class SearchSpace:
                 if entry.switch != "off":
                     notes.append(
                         f"{name} left out: it acts on residual blocks and the model has none."
+                    )
+                continue
+            options = traits.get("model_options")
+            if spec.model_option and options is not None and spec.model_option not in options:
+                if entry.switch != "off":
+                    notes.append(
+                        f"{name} left out: the model has no option {spec.model_option!r} "
+                        "(it cannot take this trick)."
                     )
                 continue
             if spec.needs_adaptive_pool and not traits.get("adaptive_pool", False):

@@ -183,6 +183,8 @@ class TrickSpec:
     - ``needs_teacher``: a teacher model (checkpoint or model name) must be available.
     - ``needs_adaptive_pool``: the model must accept several input sizes.
     - ``needs_residual``: the trick acts on residual blocks (zero-γ, ResNet variants).
+    - ``model_option``: the model builder option the trick sets (``"variant"`` for the ResNet
+      variants); a search leaves the trick out for a model that has no such option.
     """
 
     name: str
@@ -196,6 +198,7 @@ class TrickSpec:
     needs_teacher: bool = False
     needs_adaptive_pool: bool = False
     needs_residual: bool = False
+    model_option: str | None = None
     searchable: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 

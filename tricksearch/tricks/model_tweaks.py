@@ -64,6 +64,7 @@ DROPOUT = register(
         ),
         paper="Srivastava et al. 2014, Dropout: A Simple Way to Prevent Neural Networks from "
         "Overfitting",
+        model_option="dropout",
     )
 )
 
@@ -83,6 +84,7 @@ GROUP_NORM = register(
             ),
         ),
         paper="Wu & He 2018, Group Normalization",
+        model_option="norm",
     )
 )
 
@@ -102,6 +104,7 @@ ACTIVATION = register(
             ),
         ),
         paper="Hendrycks & Gimpel 2016 (GELU); Elfwing et al. 2018 (SiLU); Barron 2017 (CELU)",
+        model_option="activation",
     )
 )
 
@@ -123,6 +126,7 @@ RESNET_VARIANT = register(
         ),
         paper="He et al. 2019, Bag of Tricks for Image Classification with CNNs",
         needs_residual=True,
+        model_option="variant",
     )
 )
 
