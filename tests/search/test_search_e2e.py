@@ -194,6 +194,14 @@ def test_interrupted_search_resumes_to_exactly_the_requested_trials(tmp_path) ->
     assert len(set(params)) == 12, "no duplicates in the study"
     assert (run / "best_recipe.yaml").is_file()
 
+    # Resuming a finished search redoes nothing: no trial, no retraining, the files untouched.
+    written = {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.is_file()}
+    result = tricksearch.search.resume(run, quiet=True)
+    assert result.recipe_path == run / "best_recipe.yaml" and result.best.provenance
+    assert result.summary == json.loads((run / "results.json").read_text())["summary"]
+    assert len(_study(run).trials) == 12
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.is_file()} == written
+
 
 def test_missing_gpu_is_refused_before_any_trial(tmp_path, capsys) -> None:
     if torch.cuda.is_available():

@@ -28,7 +28,7 @@ from torch import nn
 
 from tricksearch.data import DatasetSplits
 from tricksearch.errors import ConfigError, TricksearchError
-from tricksearch.recipe import Recipe
+from tricksearch.recipe import Recipe, load_recipe
 from tricksearch.search._config import SearchConfig
 from tricksearch.search._study import STUDY_NAME
 
@@ -343,6 +343,11 @@ def run_search(
     remaining = config.trials - done
     if resume:
         _say(stream, f"resuming {run_dir}: {done} of {config.trials} trials finished")
+        stored = _stored_result(run_dir) if remaining <= 0 else None
+        if stored is not None:  # nothing was interrupted: say where the result is, redo nothing
+            _say(stream, "the search had finished; nothing to resume")
+            _say(stream, _closing_lines(stored.best, stored.summary, stored.recipe_path, config))
+            return stored
 
     points = []
     if not resume and done == 0 and len(study.trials) == 0:
@@ -860,6 +865,30 @@ def _finish(
     _say(out, _closing_lines(best, summary, recipe_path, config))
     return SearchResult(
         best=best, run_dir=run_dir, recipe_path=recipe_path, summary=summary, candidates=table
+    )
+
+
+def _stored_result(run_dir: Path) -> SearchResult | None:
+    """The result a finished search left in ``run_dir`` (best_recipe.yaml, then results.json, are
+    its last writes), or None when the search stopped before writing both. ``candidates`` are
+    results.json's summaries (label, val mean/std, tricks), not the retrained recipes."""
+    recipe_path, results = run_dir / "best_recipe.yaml", run_dir / "results.json"
+    if not (recipe_path.is_file() and results.is_file()):
+        return None
+    try:
+        stored = json.loads(results.read_text())
+        best = load_recipe(recipe_path)
+    except (OSError, ValueError, TricksearchError):  # a damaged file: redo the retraining
+        return None
+    summary = stored.get("summary") if isinstance(stored, dict) else None
+    if not isinstance(summary, dict) or not {"recipe", "baseline", "gain"} <= set(summary):
+        return None
+    return SearchResult(
+        best=best,
+        run_dir=run_dir,
+        recipe_path=recipe_path,
+        summary=summary,
+        candidates=stored.get("candidates") or [],
     )
 
 
