@@ -84,7 +84,10 @@ def _add_search(p: argparse.ArgumentParser) -> None:
         help="ASHA: keep 1/η of the trials per rung",
     )
     p.add_argument(
-        "--cpus-per-trial", type=_positive_float("--cpus-per-trial"), default=d.cpus_per_trial
+        "--cpus-per-trial",
+        type=_positive_float("--cpus-per-trial"),
+        default=d.cpus_per_trial,
+        help="CPU cores per trial; also its torch threads, rounded down (default: %(default)s)",
     )
     p.add_argument(
         "--gpus-per-trial",
