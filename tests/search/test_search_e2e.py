@@ -202,6 +202,14 @@ def test_interrupted_search_resumes_to_exactly_the_requested_trials(tmp_path) ->
     assert len(_study(run).trials) == 12
     assert {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.is_file()} == written
 
+    # Interrupted during the final retraining (results.json not yet written): resume redoes it.
+    (run / "results.json").unlink()
+    again = tricksearch.search.resume(run, quiet=True)
+    assert (run / "results.json").is_file() and len(_study(run).trials) == 12
+    no_provenance = {"provenance": None}  # it holds the date and the timings
+    assert again.best.to_dict() | no_provenance == result.best.to_dict() | no_provenance
+    assert again.summary["recipe"]["val_acc"] == result.summary["recipe"]["val_acc"]
+
 
 def test_missing_gpu_is_refused_before_any_trial(tmp_path, capsys) -> None:
     if torch.cuda.is_available():
