@@ -211,11 +211,13 @@ def _model_capabilities(
     groups = None
     if "norm" in accepted:
         channels: list[int] = []
-        for variant in ("b", "c", "d") if "variant" in accepted else ():
-            net = build(_OPTION_PROBES["norm"] | {"variant": variant})
+        for variant in (None, "b", "c", "d") if "variant" in accepted else (None,):
+            extra = {} if variant is None else {"variant": variant}
+            try:
+                net = build(_OPTION_PROBES["norm"] | extra)
+            except Exception:  # this pairing fails anyway, whatever the group count
+                continue
             channels += [m.num_channels for m in net.modules() if isinstance(m, nn.GroupNorm)]
-        net = build(_OPTION_PROBES["norm"])
-        channels += [m.num_channels for m in net.modules() if isinstance(m, nn.GroupNorm)]
         if channels:
             common = math.gcd(*channels)
             groups = tuple(d for d in range(1, common + 1) if common % d == 0)
