@@ -67,11 +67,18 @@ class ExportResult:
 class _Log:
     """Collects unsupported entries (with their reason) and approximation notes."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(
+        self, target: str, recipe: Recipe | None = None, none: dict[str, str] | None = None
+    ) -> None:
+        """``none``: the trainer's table of tricks it has no equivalent for; those the recipe
+        has are logged as unsupported at once."""
         self.target = target
         self.unsupported: list[str] = []
         self.reasons: list[str] = []
         self.approx: list[str] = []
+        for name, why in (none or {}).items():
+            if recipe is not None and name in recipe.tricks_on():
+                self.cannot(name, why)
 
     def cannot(self, what: str, why: str) -> None:
         if what not in self.unsupported:
@@ -205,10 +212,7 @@ _TORCHVISION_NONE = {
 def _timm(recipe: Recipe) -> ExportResult:
     import yaml
 
-    log = _Log("timm's train.py")
-    for name_, why in _TIMM_NONE.items():
-        if name_ in recipe.tricks_on():
-            log.cannot(name_, why)
+    log = _Log("timm's train.py", recipe, _TIMM_NONE)
     b = recipe.budget
     on = recipe.tricks_on()
     peak = _peak_lr(recipe)
@@ -446,10 +450,7 @@ def torchvision_ema_decay(
 
 
 def _tv(recipe: Recipe) -> ExportResult:
-    log = _Log("torchvision's train.py")
-    for name_, why in _TORCHVISION_NONE.items():
-        if name_ in recipe.tricks_on():
-            log.cannot(name_, why)
+    log = _Log("torchvision's train.py", recipe, _TORCHVISION_NONE)
     b = recipe.budget
     on = recipe.tricks_on()
     peak = _peak_lr(recipe)
