@@ -35,7 +35,7 @@ def test_only_search_imports_ray_and_optuna() -> None:
     offenders = []
     for path in PACKAGE.rglob("*.py"):
         rel = path.relative_to(PACKAGE)
-        if rel.parts[0] == "search":
+        if rel.parts[0] == "tuning":
             continue
         bad = _runtime_imports(path) & set(HEAVY)
         if bad:

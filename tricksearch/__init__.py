@@ -5,7 +5,7 @@ The public API (imported lazily, so ``import tricksearch`` stays fast):
 - :class:`Recipe`, :func:`load_recipe` — the description of one training run;
 - :func:`train` — train once from a recipe; :func:`fit` — the engine underneath;
 - :func:`build` — the pieces of a training loop (optimizer, LR schedule, loss, transforms);
-- :func:`search` — the Ray Tune + Optuna + ASHA search (needs ray and optuna).
+- :func:`search` / :func:`resume` — the Ray Tune + Optuna + ASHA search (needs ray and optuna).
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ _EXPORTS = {
     "Components": "tricksearch.tricks.build",
     "load_dataset": "tricksearch.data",
     "build_model": "tricksearch.models",
-    "search": "tricksearch.search",
+    "search": "tricksearch.search_api",
+    "resume": "tricksearch.search_api",
+    "SearchConfig": "tricksearch.tuning",
+    "SearchResult": "tricksearch.tuning",
     "TricksearchError": "tricksearch.errors",
     "ConfigError": "tricksearch.errors",
     "DataError": "tricksearch.errors",

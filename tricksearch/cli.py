@@ -229,7 +229,7 @@ def _load_extra_commands() -> None:
     # Commands defined in other modules register themselves on import.
     import importlib
 
-    for mod in ("tricksearch.search.cli", "tricksearch.report.cli"):
+    for mod in ("tricksearch.tuning.cli", "tricksearch.report.cli"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:

@@ -11,7 +11,7 @@ import pytest
 from tricksearch.errors import ConfigError
 from tricksearch.recipe import Recipe
 from tricksearch.report import write_report
-from tricksearch.search._study import STOPPED_ATTR
+from tricksearch.tuning._study import STOPPED_ATTR
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -13,7 +13,7 @@ import torch
 
 from tricksearch.engine import TrainingDiverged, fit, load_data
 from tricksearch.recipe import Recipe
-from tricksearch.search._runner import _for_device, _traits
+from tricksearch.tuning._runner import _for_device, _traits
 from tricksearch.spaces import load_space
 
 pytestmark = pytest.mark.slow

@@ -332,7 +332,7 @@ def _run_ray(
     device: str | None,
     done: Callable[[str, dict[str, Any]], None],
 ) -> None:
-    from tricksearch.search._parallel import map_tasks, ray_running
+    from tricksearch.tuning._parallel import map_tasks, ray_running
 
     gpu = 0.25 if device is not None and str(device).startswith("cuda") else 0.0
     tasks = [(recipe, seed, device) for _, recipe, seed in jobs]

@@ -167,7 +167,7 @@ def trick_importance(study: Any) -> ImportanceResult:
     Needs at least two rated trials with different values; otherwise returns a result whose
     ``reason`` says why, instead of raising.
     """
-    from tricksearch.search._study import at_epoch, evaluator_name, param_importances
+    from tricksearch.tuning._study import at_epoch, evaluator_name, param_importances
 
     trials = study.get_trials(deepcopy=False)
     complete = [

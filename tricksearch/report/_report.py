@@ -30,7 +30,7 @@ from tricksearch.report._plots import (
     plot_recipe_vs_baseline,
 )
 from tricksearch.report._show import evidence_lines, implicit_defaults, trick_lines
-from tricksearch.search._study import STUDY_NAME, load_study, outcome
+from tricksearch.tuning._study import STUDY_NAME, load_study, outcome
 
 __all__ = ["STUDY_NAME", "load_study", "write_report"]
 

@@ -29,8 +29,8 @@ from torch import nn
 from tricksearch.data import DatasetSplits
 from tricksearch.errors import ConfigError, TricksearchError
 from tricksearch.recipe import Recipe, load_recipe
-from tricksearch.search._config import SearchConfig
-from tricksearch.search._study import STUDY_NAME
+from tricksearch.tuning._config import SearchConfig
+from tricksearch.tuning._study import STUDY_NAME
 
 __all__ = ["SearchFailed", "SearchInterrupted", "SearchResult", "run_search"]
 
@@ -293,7 +293,7 @@ def run_search(
     """
     import optuna
 
-    from tricksearch.search._searcher import make_sampler, open_storage
+    from tricksearch.tuning._searcher import make_sampler, open_storage
     from tricksearch.spaces import load_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -362,7 +362,7 @@ def run_search(
         points = points[: config.trials]
 
     cache_dir = str(run_dir / "cache")
-    from tricksearch.search._trainable import TrialContext
+    from tricksearch.tuning._trainable import TrialContext
 
     ctx = TrialContext(
         base=base.to_dict(),
@@ -410,7 +410,7 @@ def run_search(
                     )
                     timings["tune_seconds"] = time.monotonic() - t_tune
                 study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
-                from tricksearch.search._searcher import close_running_trials
+                from tricksearch.tuning._searcher import close_running_trials
 
                 close_running_trials(study)
                 counts = _outcome_counts(study.trials)
@@ -533,9 +533,9 @@ def _tune(
     import optuna
     from ray import tune
 
-    from tricksearch.search._progress import ProgressCallback
-    from tricksearch.search._searcher import RecordingASHA, TruthfulOptunaSearch
-    from tricksearch.search._trainable import run_trial
+    from tricksearch.tuning._progress import ProgressCallback
+    from tricksearch.tuning._searcher import RecordingASHA, TruthfulOptunaSearch
+    from tricksearch.tuning._trainable import run_trial
 
     scheduler = RecordingASHA(
         time_attr="training_iteration",
@@ -606,7 +606,7 @@ def _trial_epochs(t: Any) -> int:
 def _write_trials_csv(study: Any, path: Path) -> None:
     """Every trial, one row: its outcome (Optuna's state, or STOPPED for a trial the time budget
     cut; see ``_study.outcome``), value, epochs, seconds and parameters."""
-    from tricksearch.search._study import outcome
+    from tricksearch.tuning._study import outcome
 
     trials = study.get_trials(deepcopy=False)
     keys = sorted({k for t in trials for k in t.params})
@@ -629,7 +629,7 @@ def _write_trials_csv(study: Any, path: Path) -> None:
 
 def _outcome_counts(trials: list[Any]) -> dict[str, int]:
     """Trials per outcome, keyed as results.json has them: complete, pruned, fail, stopped."""
-    from tricksearch.search._study import outcome
+    from tricksearch.tuning._study import outcome
 
     found = [outcome(t) for t in trials]
     return {k.lower(): found.count(k) for k in ("COMPLETE", "PRUNED", "FAIL", "STOPPED")}
@@ -700,8 +700,8 @@ def _pick_candidates(study: Any, config: SearchConfig) -> list[Any]:
 def _retrain(
     jobs: list[tuple[str, dict[str, Any], int]], ctx: Any, config: SearchConfig, out: IO[str]
 ) -> list[dict[str, Any]]:
-    from tricksearch.search._parallel import map_tasks
-    from tricksearch.search._trainable import retrain_one
+    from tricksearch.tuning._parallel import map_tasks
+    from tricksearch.tuning._trainable import retrain_one
 
     results: list[dict[str, Any]] = []
     tasks = [(recipe, seed) for _, recipe, seed in jobs]

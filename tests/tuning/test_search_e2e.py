@@ -20,7 +20,7 @@ from torch import nn
 import tricksearch
 from tricksearch.cli import main
 from tricksearch.recipe import Recipe, load_recipe
-from tricksearch.search._runner import SearchFailed
+from tricksearch.tuning._runner import SearchFailed
 from tricksearch.spaces import load_space, preset_recipe
 
 pytestmark = pytest.mark.slow
@@ -196,7 +196,7 @@ def test_interrupted_search_resumes_to_exactly_the_requested_trials(tmp_path) ->
 
     # Resuming a finished search redoes nothing: no trial, no retraining, the files untouched.
     written = {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.is_file()}
-    result = tricksearch.search.resume(run, quiet=True)
+    result = tricksearch.resume(run, quiet=True)
     assert result.recipe_path == run / "best_recipe.yaml" and result.best.provenance
     assert result.summary == json.loads((run / "results.json").read_text())["summary"]
     assert len(_study(run).trials) == 12
@@ -204,7 +204,7 @@ def test_interrupted_search_resumes_to_exactly_the_requested_trials(tmp_path) ->
 
     # Interrupted during the final retraining (results.json not yet written): resume redoes it.
     (run / "results.json").unlink()
-    again = tricksearch.search.resume(run, quiet=True)
+    again = tricksearch.resume(run, quiet=True)
     assert (run / "results.json").is_file() and len(_study(run).trials) == 12
     no_provenance = {"provenance": None}  # it holds the date and the timings
     assert again.best.to_dict() | no_provenance == result.best.to_dict() | no_provenance

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tricksearch.cli import _nonneg_int, _positive_int, command, number_arg
-from tricksearch.search._config import METRICS, SAMPLERS, SearchConfig
+from tricksearch.tuning._config import METRICS, SAMPLERS, SearchConfig
 
 
 def _positive_float(field: str) -> Callable[[str], float]:
@@ -123,7 +123,7 @@ def _add_search(p: argparse.ArgumentParser) -> None:
 
 @command("search", "search the best combination of tricks (Ray Tune + Optuna + ASHA)")
 def run_search_cmd(args: argparse.Namespace) -> int:
-    from tricksearch.search._runner import run_search
+    from tricksearch.tuning._runner import run_search
 
     if args.resume:
         config = SearchConfig.load(Path(args.resume))

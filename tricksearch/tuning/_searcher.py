@@ -25,8 +25,8 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from tricksearch.errors import ConfigError
-from tricksearch.search._config import SAMPLERS
-from tricksearch.search._study import STOPPED_ATTR, STUDY_NAME
+from tricksearch.tuning._config import SAMPLERS
+from tricksearch.tuning._study import STOPPED_ATTR, STUDY_NAME
 
 __all__ = [
     "STUDY_NAME",

@@ -9,15 +9,15 @@ import pytest
 from optuna.trial import TrialState
 
 from tricksearch.errors import ConfigError, ConfigTypeError
-from tricksearch.search import SearchConfig
-from tricksearch.search._progress import ProgressCallback, fmt_duration
-from tricksearch.search._searcher import (
+from tricksearch.tuning import SearchConfig
+from tricksearch.tuning._progress import ProgressCallback, fmt_duration
+from tricksearch.tuning._searcher import (
     RecordingASHA,
     TruthfulOptunaSearch,
     close_running_trials,
     make_sampler,
 )
-from tricksearch.search._study import outcome
+from tricksearch.tuning._study import outcome
 
 
 def space(trial: optuna.Trial) -> None:
@@ -232,7 +232,7 @@ def test_norm_groups_of_resnet_cifar_divide_every_variant() -> None:
     from tricksearch.engine import load_data
     from tricksearch.models import build_model
     from tricksearch.recipe import Recipe
-    from tricksearch.search._runner import _traits
+    from tricksearch.tuning._runner import _traits
 
     base = Recipe.from_dict({"model": {"name": "resnet-cifar"}})
     data = load_data(base)
@@ -260,7 +260,7 @@ def test_model_capabilities_of_a_torchvision_model_and_a_plain_callable() -> Non
 
     from tricksearch.engine import load_data
     from tricksearch.recipe import Recipe
-    from tricksearch.search._runner import _traits
+    from tricksearch.tuning._runner import _traits
 
     base = Recipe.from_dict({"model": {"name": "torchvision:resnet18"}})
     data = load_data(base)

@@ -1,23 +1,21 @@
-"""The search: Ray Tune schedules, Optuna samples, ASHA stops early. The only package that imports
-ray and optuna (lazily: importing it is cheap until a search runs).
+"""``tricksearch.search`` and ``tricksearch.resume``: run or continue a search from Python.
 
-``tricksearch.search(...)`` runs a search from Python; this module is callable for that reason
-(``tricksearch.search`` is both the package and the function).
+The machinery lives in ``tricksearch/tuning/`` (the only package that imports ray and optuna);
+these two functions only turn Python objects (tensors, a model factory) into a search's settings.
 """
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
-from tricksearch.search._config import METRICS, SAMPLERS, SearchConfig
+    from tricksearch.tuning._runner import SearchResult
 
-__all__ = ["METRICS", "SAMPLERS", "SearchConfig", "SearchResult", "resume", "search"]
+__all__ = ["resume", "search"]
 
 
 def search(
@@ -30,7 +28,7 @@ def search(
     out: str | Path = "runs/search",
     quiet: bool = False,
     **settings: Any,
-) -> Any:
+) -> SearchResult:
     """Run a search and return a :class:`SearchResult` (``.best`` is the best Recipe).
 
     ``dataset``: a name, or tensors ``(x, y)`` / ``(x, y, x_test, y_test)``, or DatasetSplits.
@@ -39,7 +37,8 @@ def search(
     """
     from tricksearch.api import resolve_data
     from tricksearch.recipe import Recipe
-    from tricksearch.search._runner import run_search
+    from tricksearch.tuning._config import SearchConfig
+    from tricksearch.tuning._runner import run_search
 
     data = None
     name = dataset if isinstance(dataset, str) else "tensors"
@@ -61,9 +60,10 @@ def search(
     return run_search(config, data=data, model_factory=factory, quiet=quiet)
 
 
-def resume(out: str | Path, *, quiet: bool = False, **objects: Any) -> Any:
+def resume(out: str | Path, *, quiet: bool = False, **objects: Any) -> SearchResult:
     """Continue the search saved in ``out`` (pass ``data``/``model`` again if they were objects)."""
-    from tricksearch.search._runner import run_search
+    from tricksearch.tuning._config import SearchConfig
+    from tricksearch.tuning._runner import run_search
 
     config = SearchConfig.load(Path(out))
     config.out = str(out)
@@ -74,19 +74,3 @@ def resume(out: str | Path, *, quiet: bool = False, **objects: Any) -> Any:
         model_factory=objects.get("model"),
         quiet=quiet,
     )
-
-
-def __getattr__(name: str) -> Any:
-    if name == "SearchResult":
-        from tricksearch.search._runner import SearchResult
-
-        return SearchResult
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return search(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
