@@ -16,6 +16,7 @@ from typing import Any, Literal
 from tricksearch.errors import ConfigError, ConfigTypeError
 
 __all__ = [
+    "DATA_KINDS",
     "FAMILIES",
     "Param",
     "SearchSpec",
@@ -36,6 +37,10 @@ FAMILIES: tuple[str, ...] = (
     "model_tweaks",
     "procedure",
 )
+
+#: Kinds of input data: images (uint8, N x C x H x W), 1-D signals (float, N x C x L) and
+#: feature vectors (float, N x F). Each trick declares the kinds it works on (``data_kinds``).
+DATA_KINDS: tuple[str, ...] = ("image", "signal", "features")
 
 ParamKind = Literal["float", "int", "bool", "choice", "str", "float_list"]
 
@@ -185,6 +190,10 @@ class TrickSpec:
     - ``needs_residual``: the trick acts on residual blocks (zero-γ, ResNet variants).
     - ``model_option``: the model builder option the trick sets (``"variant"`` for the ResNet
       variants); a search leaves the trick out for a model that has no such option.
+    - ``data_kinds``: the kinds of input the trick works on (``DATA_KINDS``: ``"image"`` for
+      ``(N, C, H, W)`` uint8 images, ``"signal"`` for float ``(N, C, L)``, ``"features"`` for float
+      ``(N, F)``); a search leaves it out for other data, with a note.
+    - ``min_image_side``: the smallest image height/width the trick works on (crops, cutout).
     """
 
     name: str
@@ -199,6 +208,8 @@ class TrickSpec:
     needs_adaptive_pool: bool = False
     needs_residual: bool = False
     model_option: str | None = None
+    data_kinds: frozenset[str] = frozenset(("image", "signal", "features"))
+    min_image_side: int = 1
     searchable: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -207,6 +218,23 @@ class TrickSpec:
             raise ValueError(
                 f"trick {self.name!r}: family {self.family!r} is not one of {FAMILIES}"
             )
+        if not self.data_kinds or not set(self.data_kinds) <= set(DATA_KINDS):
+            raise ValueError(
+                f"trick {self.name!r}: data_kinds {sorted(self.data_kinds)} must be a non-empty "
+                f"subset of {DATA_KINDS}"
+            )
+
+    def works_on(self, kind: str, image_size: tuple[int, ...] | None = None) -> str | None:
+        """None when the trick can run on data of ``kind`` (and ``image_size`` for images), else
+        the reason it cannot, for a search's ``note:`` line."""
+        if kind not in self.data_kinds:
+            return f"works on {' or '.join(sorted(self.data_kinds))} data, not {kind}"
+        if kind == "image" and image_size and min(image_size) < self.min_image_side:
+            return (
+                f"needs images of at least {self.min_image_side}x{self.min_image_side} pixels, "
+                f"got {'x'.join(map(str, image_size))}"
+            )
+        return None
 
     def param(self, name: str) -> Param:
         for p in self.params:
