@@ -1,40 +1,87 @@
-"""The command line: listings, train end to end, and one-line errors."""
+"""The command line: help without heavy imports, listings, train end to end, one-line errors.
+
+``cli(*argv)`` (tests/conftest.py) runs ``tricksearch ARGV…`` in this process.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
-from tricksearch.cli import main
+from tricksearch.cli import COMMANDS, build_parser, main
 from tricksearch.recipe import Recipe, load_recipe
 
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+HEAVY = ("torch", "ray", "optuna", "matplotlib")
 
 
-def test_listings(capsys) -> None:
-    code, out, _ = run(capsys, "datasets")
+def _heavy_imports(importtime: str) -> list[str]:
+    """The heavy packages in ``python -X importtime`` output, each with the chain of modules that
+    imported it (outermost first), e.g. ``torch <- tricksearch.recipe <- tricksearch.cli``."""
+    rows = []  # (depth, module) in the order imports finished: children before their parent
+    for line in importtime.splitlines():
+        m = re.match(r"import time:\s+\d+ \|\s+\d+ \| ( *)(\S+)$", line)
+        if m:
+            rows.append((len(m.group(1)) // 2, m.group(2)))
+    found = []
+    for i, (depth, name) in enumerate(rows):
+        if name not in HEAVY:
+            continue
+        chain, want = [name], depth - 1
+        for d, parent in rows[i + 1 :]:
+            if d == want:
+                chain.append(parent)
+                want -= 1
+        found.append(" <- ".join(chain))
+    return found
+
+
+@pytest.mark.parametrize("command", [None, *(c.name for c in COMMANDS)])
+def test_help_imports_no_torch_ray_optuna(command: str | None) -> None:
+    """``tricksearch --help`` and ``tricksearch CMD --help`` answer at once: each command imports
+    the heavy packages it needs when it runs, not when the parser is built."""
+    argv = [command] if command else []
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "tricksearch", *argv, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage: tricksearch" in proc.stdout
+    heavy = _heavy_imports(proc.stderr)
+    line = " ".join(["tricksearch", *argv, "--help"])
+    assert not heavy, f"`{line}` imports: " + "; ".join(heavy)
+
+
+def test_every_command_is_listed_once_and_builds() -> None:
+    names = [c.name for c in COMMANDS]
+    assert len(names) == len(set(names))
+    assert {"train", "search", "spaces", "ablate", "report", "export", "show"} <= set(names)
+    args = build_parser().parse_args(["search", "--trials", "2", "--time-budget", "60"])
+    assert (args.command, args.trials, args.time_budget) == ("search", 2, 60.0)
+
+
+def test_listings(cli) -> None:
+    code, out, _ = cli("datasets")
     assert code == 0 and "digits" in out and "fashion-mnist" in out
-    code, out, _ = run(capsys, "models")
+    code, out, _ = cli("models")
     assert code == 0 and "cnn-small" in out and "resnet-cifar" in out
-    code, out, _ = run(capsys, "tricks")
+    code, out, _ = cli("tricks")
     assert code == 0 and "[loss]" in out and "label_smoothing" in out and "search:" in out
-    code, out, _ = run(capsys, "tricks", "mixup")
+    code, out, _ = cli("tricks", "mixup")
     assert code == 0 and "alpha" in out and "label_smoothing" not in out
-    code, out, _ = run(capsys, "spaces")
+    code, out, _ = cli("spaces")
     assert code == 0
     assert {"default", "bag-of-tricks", "regularization", "schedule", "minimal"} <= {
         line.split()[0] for line in out.splitlines() if line.strip()
     }
-    code, out, _ = run(capsys, "spaces", "show", "minimal")
+    code, out, _ = cli("spaces", "show", "minimal")
     assert code == 0 and "loss.label_smoothing.epsilon" in out and "9 dimensions" in out
-    code, _, err = run(capsys, "spaces", "show", "nope")
+    code, _, err = cli("spaces", "show", "nope")
     assert code == 2 and "nope" in err and "minimal" in err
 
 
@@ -69,16 +116,16 @@ class _nullctx:
         return False
 
 
-def test_bad_recipe_value_names_file_and_field(capsys, tmp_path) -> None:
+def test_bad_recipe_value_names_file_and_field(cli, tmp_path) -> None:
     bad = tmp_path / "r.yaml"
     bad.write_text("budget:\n  epochs: 5\nloss:\n  label_smoothing: {epsilon: 7}\n")
-    code, _, err = run(capsys, "train", "--recipe", str(bad))
+    code, _, err = cli("train", "--recipe", str(bad))
     assert code == 2
     assert "r.yaml" in err and "loss.label_smoothing.epsilon" in err and "7" in err
     assert len(err.strip().splitlines()) == 1
 
 
-def test_train_from_a_searched_recipe_shows_what_the_search_measured(capsys, tmp_path) -> None:
+def test_train_from_a_searched_recipe_shows_what_the_search_measured(cli, tmp_path) -> None:
     evidence = {
         "seeds": [0, 1, 2],
         "recipe": {
@@ -94,22 +141,21 @@ def test_train_from_a_searched_recipe_shows_what_the_search_measured(capsys, tmp
     path = tmp_path / "best_recipe.yaml"
     recipe = Recipe.from_dict({"budget": {"epochs": 1, "seed": 2}, "provenance": evidence})
     recipe.save(path)
-    code, out, _ = run(capsys, "train", "--recipe", str(path), "--device", "cpu")
+    code, out, _ = cli("train", "--recipe", str(path), "--device", "cpu")
     assert code == 0
     assert (
         "the search measured this recipe: val_acc 0.9000 ± 0.0100, test_acc 0.8000 ± 0.0200 "
         "over seeds 0, 2 (seed 2: val_acc 0.9000, test_acc 0.7900;" in out
     )
     # a run that changes what was measured is not put next to it
-    code, out, _ = run(capsys, "train", "--recipe", str(path), "--device", "cpu", "--lr", "0.1")
+    code, out, _ = cli("train", "--recipe", str(path), "--device", "cpu", "--lr", "0.1")
     assert code == 0 and "final: val_acc" in out and "the search measured" not in out
 
 
 @pytest.mark.slow
-def test_train_digits_reaches_95_percent(capsys, tmp_path) -> None:
+def test_train_digits_reaches_95_percent(cli, tmp_path) -> None:
     out = tmp_path / "run"
-    code, stdout, _ = run(
-        capsys,
+    code, stdout, _ = cli(
         "train",
         "--dataset",
         "digits",

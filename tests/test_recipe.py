@@ -8,6 +8,7 @@ import pytest
 
 from tricksearch.errors import ConfigError, ConfigTypeError
 from tricksearch.recipe import SCHEMA_VERSION, Recipe, load_recipe
+from tricksearch.tricks import registered_tricks
 
 FULL = {
     "schema_version": 1,
@@ -147,3 +148,24 @@ def test_with_and_without_trick() -> None:
 
 def test_missing_schema_version_reads_as_current() -> None:
     assert Recipe.from_dict({"budget": {"epochs": 2}}).schema_version == SCHEMA_VERSION
+
+
+def test_model_compatibility_rules_are_the_same_for_recipes_and_spaces() -> None:
+    from tricksearch.compat import incompatibility
+    from tricksearch.spaces import SearchSpace
+
+    tricks = registered_tricks()
+    every = {"residual": True, "adaptive_pool": True, "model_options": ("variant",)}
+    assert incompatibility(tricks["resnet_variant"], every) is None
+    cases = [
+        ("zero_gamma", {"residual": False, "adaptive_pool": True}, "residual"),
+        ("multiscale", {"residual": True, "adaptive_pool": False}, "adaptive_pool"),
+        ("resnet_variant", every | {"model_options": ("dropout",)}, "model_option"),
+    ]
+    for name, traits, need in cases:
+        reason = incompatibility(tricks[name], traits)
+        assert reason is not None and reason.need == need
+        fitted = SearchSpace({name: {}}).for_model(traits)
+        assert fitted.notes == [f"{name} left out: {reason.note}"]
+        assert f"but model 'm' {reason.lacks}" in reason.refusal("m")
+    assert incompatibility(tricks["label_smoothing"], {}) is None

@@ -4,8 +4,12 @@ The public API (imported lazily, so ``import tricksearch`` stays fast):
 
 - :class:`Recipe`, :func:`load_recipe` — the description of one training run;
 - :func:`train` — train once from a recipe; :func:`fit` — the engine underneath;
-- :func:`build` — the pieces of a training loop (optimizer, LR schedule, loss, transforms);
-- :func:`search` / :func:`resume` — the Ray Tune + Optuna + ASHA search (needs ray and optuna).
+- :func:`build` — the pieces of a training loop (optimizer, LR schedule, loss, transforms), as
+  :class:`Components`;
+- :func:`search` / :func:`resume` — the Ray Tune + Optuna + ASHA search (needs ray and optuna);
+  :class:`SearchConfig` its settings, :class:`SearchResult` what it returns;
+- :func:`load_dataset`, :func:`build_model` — the data and model registries;
+- :class:`TricksearchError` and its kinds :class:`ConfigError`, :class:`DataError`.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ _EXPORTS = {
     "load_recipe": "tricksearch.recipe",
     "train": "tricksearch.api",
     "fit": "tricksearch.engine",
-    "build": "tricksearch.tricks.build",
-    "Components": "tricksearch.tricks.build",
+    "build": "tricksearch.components",
+    "Components": "tricksearch.components",
     "load_dataset": "tricksearch.data",
     "build_model": "tricksearch.models",
     "search": "tricksearch.search_api",

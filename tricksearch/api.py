@@ -6,7 +6,7 @@ import json
 import platform
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -14,6 +14,14 @@ from torch import nn
 from tricksearch.data import DatasetSplits, dataset_from_tensors
 from tricksearch.errors import ConfigError, ConfigTypeError
 from tricksearch.recipe import Recipe, load_recipe
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tricksearch.engine import EpochMetrics, FitResult
+
+    #: Data as arrays: ``(x, y)`` or ``(x, y, x_test, y_test)``, torch tensors or numpy arrays.
+    Arrays = tuple[torch.Tensor | np.ndarray, ...]
 
 __all__ = ["as_recipe", "resolve_data", "train", "versions"]
 
@@ -47,7 +55,7 @@ def as_recipe(recipe: Recipe | str | Path | dict[str, Any] | None) -> Recipe:
 
 
 def resolve_data(
-    recipe: Recipe, dataset: str | DatasetSplits | tuple[Any, ...] | None
+    recipe: Recipe, dataset: str | DatasetSplits | Arrays | None
 ) -> tuple[Recipe, DatasetSplits | None]:
     """Apply a ``dataset`` argument: a name changes the recipe; tensors/splits are used as given."""
     if dataset is None:
@@ -80,23 +88,25 @@ def resolve_data(
 def train(
     recipe: Recipe | str | Path | dict[str, Any] | None = None,
     *,
-    dataset: str | DatasetSplits | tuple[Any, ...] | None = None,
+    dataset: str | DatasetSplits | Arrays | None = None,
     model: str | Callable[..., nn.Module] | None = None,
     epochs: int | None = None,
     seed: int | None = None,
     device: str | torch.device | None = None,
     out: str | Path | None = None,
-    on_epoch: Callable[..., Any] | None = None,
+    on_epoch: Callable[[EpochMetrics], object] | None = None,
 ) -> dict[str, Any]:
     """Train once as the recipe says and evaluate on val and test; optionally write ``out/``.
 
     ``dataset`` may be a name (``"digits"``), a :class:`DatasetSplits`, or tensors ``(x, y)``.
     ``model`` may be a registry name or a factory ``f(in_channels=…, num_classes=…)``.
-    Returns the metrics (val/test accuracy and loss, per-epoch history, seconds, device).
-    With ``out``, writes ``recipe.yaml`` (the recipe used), ``metrics.json`` and ``model.pt``.
+    ``on_epoch(metrics)`` is called after every epoch with its
+    :class:`~tricksearch.engine.EpochMetrics`. Returns the metrics (val/test accuracy and loss,
+    per-epoch history, seconds, device) and the trained ``model``. With ``out``, writes
+    ``recipe.yaml`` (the recipe used), ``metrics.json`` and, for a model the registry can rebuild
+    (not a user's factory), ``model.pt``.
     """
-    from tricksearch.engine import fit, save_checkpoint
-    from tricksearch.tricks.build import model_options
+    from tricksearch.engine import fit, load_data
 
     recipe = as_recipe(recipe)
     budget = recipe.budget.to_dict()
@@ -114,8 +124,6 @@ def train(
         )
     recipe, data = resolve_data(recipe, dataset)
     if data is None:
-        from tricksearch.engine import load_data
-
         data = load_data(recipe)
     result = fit(
         recipe, model=model, data=data, on_epoch=on_epoch, device=device, evaluate_test=True
@@ -125,21 +133,36 @@ def train(
     metrics["dataset"] = data.name
     metrics["skipped_files"] = list(data.info.get("skipped_files", []))
     if out is not None:
-        out = Path(out)
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"out: {str(out)!r} exists and is not a folder.")
-        out.mkdir(parents=True, exist_ok=True)
-        recipe.save(out / "recipe.yaml")
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        if model is None:
-            save_checkpoint(
-                out / "model.pt",
-                result.model,
-                model_name=recipe.model.name,
-                options=model_options(recipe),
-                in_channels=data.channels,
-                num_classes=data.num_classes,
-                image_size=data.image_size,
-            )
+        _write_out(Path(out), recipe, data, result, metrics, checkpoint=model is None)
     metrics["model"] = result.model
     return metrics
+
+
+def _write_out(
+    out: Path,
+    recipe: Recipe,
+    data: DatasetSplits,
+    result: FitResult,
+    metrics: dict[str, Any],
+    *,
+    checkpoint: bool,
+) -> None:
+    """``recipe.yaml``, ``metrics.json`` and, for a model the registry can rebuild, ``model.pt``."""
+    from tricksearch.components import model_options
+    from tricksearch.engine import save_checkpoint
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out: {str(out)!r} exists and is not a folder.")
+    out.mkdir(parents=True, exist_ok=True)
+    recipe.save(out / "recipe.yaml")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if checkpoint:
+        save_checkpoint(
+            out / "model.pt",
+            result.model,
+            model_name=recipe.model.name,
+            options=model_options(recipe),
+            in_channels=data.channels,
+            num_classes=data.num_classes,
+            image_size=data.image_size,
+        )

@@ -1,5 +1,11 @@
 """The command line: parses, calls the API, prints. Nothing here that the API cannot do.
 
+The commands are the :class:`~tricksearch._command.Command` records of :data:`COMMANDS`: this
+module's (``train`` and the listings), then ``tuning/cli.py``'s (``search``, ``spaces``) and
+``report/cli.py``'s (``ablate``, ``report``, ``export``, ``show``). Building the parser imports
+no torch, ray or optuna: each command imports what it needs when it runs, so ``--help`` is
+instant.
+
 Errors caused by the user's input are printed as one line (``error: …``) with exit status 2;
 Ctrl-C exits with 130 after saying what was kept.
 """
@@ -9,66 +15,20 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tricksearch import __version__
+from tricksearch._command import Command, nonneg_int, positive_int, print_table
 from tricksearch.errors import TricksearchError
+from tricksearch.report import cli as report_cli
+from tricksearch.tuning import cli as tuning_cli
 
-Handler = Callable[[argparse.Namespace], int]
-_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler]] = {}
+if TYPE_CHECKING:
+    from tricksearch.engine import EpochMetrics
+    from tricksearch.recipe import Recipe
+    from tricksearch.tricks._base import SearchSpec
 
-
-def command(name: str, help: str) -> Callable[[Handler], Handler]:
-    """Register a sub-command: ``@command("train", "…")`` on ``run_train(args)``.
-
-    Its arguments are added by ``_add_train(parser)`` defined in the same module, if any.
-    """
-
-    def deco(fn: Handler) -> Handler:
-        adder = fn.__globals__.get(f"_add_{name.replace('-', '_')}")
-        _COMMANDS[name] = (adder or (lambda p: None), fn)
-        fn.__doc__ = fn.__doc__ or help
-        _HELP[name] = help
-        return fn
-
-    return deco
-
-
-_HELP: dict[str, str] = {}
-
-
-def number_arg(
-    field: str, kind: type = int, *, minimum: float = 1, strict: bool = False
-) -> Callable[[str], Any]:
-    """An argparse ``type=`` that parses ``kind`` and refuses values below ``minimum`` (or equal
-    to it when ``strict``), naming the option, the value and what is allowed."""
-    noun = "an integer" if kind is int else "a number"
-    allowed = f"{noun} {'>' if strict else '>='} {minimum:g}"
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"got {text!r}, expected {allowed}") from None
-        if value < minimum or (strict and value == minimum) or value != value:  # NaN too
-            raise argparse.ArgumentTypeError(f"got {text}, expected {allowed}")
-        return value
-
-    return parse
-
-
-def _positive_int(field: str) -> Callable[[str], int]:
-    return number_arg(field, int, minimum=1)
-
-
-def _nonneg_int(field: str) -> Callable[[str], int]:
-    return number_arg(field, int, minimum=0)
-
-
-def _print_table(rows: list[tuple[str, str]]) -> None:
-    width = max((len(a) for a, _ in rows), default=0)
-    for a, b in rows:
-        print(f"  {a.ljust(width)}  {b}")
+__all__ = ["COMMANDS", "build_parser", "main"]
 
 
 # --- train -------------------------------------------------------------------------------------
@@ -78,15 +38,16 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="folder holding the dataset files")
     p.add_argument("--skip-corrupt", action="store_true", help="skip unreadable image files")
     p.add_argument("--model", help="model name (see `tricksearch models`); default cnn-small")
-    p.add_argument("--epochs", type=_positive_int("--epochs"), help="training epochs")
-    p.add_argument("--batch-size", type=_positive_int("--batch-size"), help="mini-batch size")
+    p.add_argument("--epochs", type=positive_int, help="training epochs")
+    p.add_argument("--batch-size", type=positive_int, help="mini-batch size")
     p.add_argument("--lr", type=float, help="base learning rate")
-    p.add_argument("--seed", type=_nonneg_int("--seed"), help="seed (init, batches, augmentation)")
+    p.add_argument("--seed", type=nonneg_int, help="seed (init, batches, augmentation)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--out", help="folder for recipe.yaml, metrics.json and model.pt")
 
 
-def _apply_overrides(recipe: Any, args: argparse.Namespace) -> Any:
+def _apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
+    """The recipe with the command line's --dataset, --model, --epochs … put in."""
     data = recipe.data.to_dict()
     if getattr(args, "dataset", None):
         data["dataset"] = args.dataset
@@ -105,8 +66,8 @@ def _apply_overrides(recipe: Any, args: argparse.Namespace) -> Any:
     return recipe.with_changes(data=data, budget=budget, model=model)
 
 
-def _epoch_printer(total: int) -> Callable[[Any], None]:
-    def show(m: Any) -> None:
+def _epoch_printer(total: int) -> Callable[[EpochMetrics], None]:
+    def show(m: EpochMetrics) -> None:
         print(
             f"epoch {m.epoch:>{len(str(total))}}/{total}  train_loss {m.train_loss:.4f}  "
             f"val_loss {m.val_loss:.4f}  val_acc {m.val_acc:.4f}  lr {m.lr:.3g}  "
@@ -117,7 +78,7 @@ def _epoch_printer(total: int) -> Callable[[Any], None]:
     return show
 
 
-def _search_evidence(recipe: Any, args: argparse.Namespace) -> str | None:
+def _search_evidence(recipe: Recipe, args: argparse.Namespace) -> str | None:
     """The line that puts this run next to what the search measured for the same recipe (its
     retraining over seeds), or None when the recipe carries no such evidence or the run changed
     what it was measured on (dataset, model, epochs, batch size, lr)."""
@@ -143,9 +104,6 @@ def _search_evidence(recipe: Any, args: argparse.Namespace) -> str | None:
     return line
 
 
-@command(
-    "train", "train once from a recipe (no Ray): prints a line per epoch, val and test accuracy"
-)
 def run_train(args: argparse.Namespace) -> int:
     from tricksearch.api import as_recipe, train
     from tricksearch.engine import load_data, resolve_device
@@ -178,19 +136,17 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 # --- listings ----------------------------------------------------------------------------------
-@command("datasets", "list the datasets")
 def run_datasets(args: argparse.Namespace) -> int:
     from tricksearch.data import list_datasets
 
-    _print_table(sorted(list_datasets().items()))
+    print_table(sorted(list_datasets().items()))
     return 0
 
 
-@command("models", "list the models")
 def run_models(args: argparse.Namespace) -> int:
     from tricksearch.models import list_models
 
-    _print_table(sorted(list_models().items()))
+    print_table(sorted(list_models().items()))
     return 0
 
 
@@ -198,7 +154,6 @@ def _add_tricks(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", help="show one trick in full")
 
 
-@command("tricks", "list the tricks with their parameters and default search ranges")
 def run_tricks(args: argparse.Namespace) -> int:
     from tricksearch.tricks import get_trick, registered_tricks
 
@@ -218,23 +173,31 @@ def run_tricks(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt_search(s: Any) -> str:
+def _fmt_search(s: SearchSpec) -> str:
     if s.choices is not None:
         return "{" + ", ".join(repr(c) for c in s.choices) + "}"
     return f"{s.low}..{s.high}" + (" (log)" if s.log else "")
 
 
 # --- entry point -------------------------------------------------------------------------------
-def _load_extra_commands() -> None:
-    # Commands defined in other modules register themselves on import.
-    import importlib
-
-    for mod in ("tricksearch.tuning.cli", "tricksearch.report.cli"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "train",
+        "train once from a recipe (no Ray): prints a line per epoch, val and test accuracy",
+        run_train,
+        _add_train,
+    ),
+    Command("datasets", "list the datasets", run_datasets),
+    Command("models", "list the models", run_models),
+    Command(
+        "tricks",
+        "list the tricks with their parameters and default search ranges",
+        run_tricks,
+        _add_tricks,
+    ),
+    *tuning_cli.COMMANDS,
+    *report_cli.COMMANDS,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -245,16 +208,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    _load_extra_commands()
+    """The parser of every command in :data:`COMMANDS` (the one chosen is ``args.command``)."""
     parser = _Parser(
         prog="tricksearch",
         description="Find the combination of training tricks that works for your dataset.",
     )
     parser.add_argument("--version", action="version", version=f"tricksearch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name, (adder, _) in _COMMANDS.items():
-        p = sub.add_parser(name, help=_HELP[name], description=_HELP[name])
-        adder(p)
+    for cmd in COMMANDS:
+        cmd.add_arguments(sub.add_parser(cmd.name, help=cmd.help, description=cmd.help))
     return parser
 
 
@@ -264,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    _, handler = _COMMANDS[args.command]
+    handler = next(cmd.run for cmd in COMMANDS if cmd.name == args.command)
     try:
         return handler(args)
     except TricksearchError as exc:

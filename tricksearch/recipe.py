@@ -1,9 +1,10 @@
 """Recipe: the validated, versioned description of one training run.
 
-A recipe names the data, the model, the budget, and — one section per trick family of
-TRICKS.md — the tricks that are on, each with its parameters. A trick absent from its section is
-off. Everything is checked when the recipe is built (unknown keys, wrong types, out-of-range
-values, tricks that clash), with a message naming the field, the value and what is allowed.
+A recipe names the data, the model, the budget, and — one section per trick family
+(``tricksearch.tricks.FAMILIES``) — the tricks that are on, each with its parameters. A trick
+absent from its section is off. Everything is checked when the recipe is built (unknown keys,
+wrong types, out-of-range values, tricks that clash, tricks the model cannot take: see
+:mod:`tricksearch.compat`), with a message naming the field, the value and what is allowed.
 
 The file form (YAML or JSON) is canonical: loading a file and saving it again gives the same bytes.
 
@@ -28,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tricksearch.compat import incompatibility, teacher_missing
 from tricksearch.errors import ConfigError, ConfigTypeError
-from tricksearch.tricks._base import FAMILIES, Param, registered_tricks
+from tricksearch.tricks._base import DATA_KINDS, FAMILIES, Param, registered_tricks
 from tricksearch.tricks._section import resolve_section
 
 __all__ = [
@@ -100,6 +102,13 @@ _DATA_PARAMS = (
     ),
     Param("split_seed", "int", 0, "seed of the train/val/test split", 0),
     Param("skip_corrupt", "bool", False, "skip unreadable image files (counted), not fail"),
+    Param(
+        "kind",
+        "choice",
+        "image",
+        "data kind: image, signal (float [N, C, L]) or features (float [N, F])",
+        choices=DATA_KINDS,
+    ),
 )
 _MODEL_NAME = Param("name", "str", "cnn-small", "model registry name or `torchvision:NAME`")
 _BUDGET_PARAMS = (
@@ -120,6 +129,7 @@ class DataSection:
     test_fraction: float = 0.2
     split_seed: int = 0
     skip_corrupt: bool = False
+    kind: str = "image"  # of the data the recipe was made for (``tricksearch.data.DATA_KINDS``)
 
     @classmethod
     def from_dict(cls, raw: Any) -> DataSection:
@@ -205,7 +215,7 @@ def _check_contracts(recipe: Recipe) -> None:
     on = recipe.tricks_on()
     for name in on:
         spec = tricks[name]
-        if spec.needs_teacher and not recipe.section(spec.family)[name].get("teacher"):
+        if teacher_missing(spec, recipe.section(spec.family)[name].get("teacher")):
             raise ConfigError(
                 f"{spec.family}.{name}.teacher: got null; trick {name!r} needs a teacher: "
                 "a checkpoint path (*.pt) or a model name trained once and cached."
@@ -217,17 +227,9 @@ def _check_contracts(recipe: Recipe) -> None:
     traits = model_traits(recipe.model.name)
     for name in on:
         spec = tricks[name]
-        if spec.needs_adaptive_pool and not traits.get("adaptive_pool", False):
-            raise ConfigError(
-                f"{spec.family}.{name}: needs a model with adaptive pooling (it changes the input "
-                f"size), but model {recipe.model.name!r} has a fixed input size; use cnn-small, "
-                "resnet-cifar or a torchvision model, or switch the trick off."
-            )
-        if spec.needs_residual and not traits.get("residual", False):
-            raise ConfigError(
-                f"{spec.family}.{name}: acts on residual blocks, but model {recipe.model.name!r} "
-                "has none; use resnet-cifar or a torchvision ResNet, or switch the trick off."
-            )
+        reason = incompatibility(spec, traits)
+        if reason is not None:
+            raise ConfigError(f"{spec.family}.{name}: {reason.refusal(recipe.model.name)}")
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torch import nn
 
-    from tricksearch.tuning._runner import SearchResult
+    from tricksearch.api import Arrays
+    from tricksearch.data import DatasetSplits
+    from tricksearch.tuning import SearchResult
 
 __all__ = ["resume", "search"]
 
 
 def search(
-    dataset: str | Any = "digits",
+    dataset: str | DatasetSplits | Arrays = "digits",
     model: str | Callable[..., nn.Module] = "cnn-small",
     space: str = "default",
     *,
@@ -60,17 +62,21 @@ def search(
     return run_search(config, data=data, model_factory=factory, quiet=quiet)
 
 
-def resume(out: str | Path, *, quiet: bool = False, **objects: Any) -> SearchResult:
-    """Continue the search saved in ``out`` (pass ``data``/``model`` again if they were objects)."""
+def resume(
+    out: str | Path,
+    *,
+    quiet: bool = False,
+    data: DatasetSplits | None = None,
+    model: Callable[..., nn.Module] | None = None,
+) -> SearchResult:
+    """Continue the search saved in ``out``.
+
+    A search run on tensors or with a model factory needs them again: ``data`` (the
+    :class:`DatasetSplits` it ran on) and ``model`` (the factory).
+    """
     from tricksearch.tuning._config import SearchConfig
     from tricksearch.tuning._runner import run_search
 
     config = SearchConfig.load(Path(out))
     config.out = str(out)
-    return run_search(
-        config,
-        resume=True,
-        data=objects.get("data"),
-        model_factory=objects.get("model"),
-        quiet=quiet,
-    )
+    return run_search(config, resume=True, data=data, model_factory=model, quiet=quiet)

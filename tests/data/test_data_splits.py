@@ -121,14 +121,16 @@ def test_tensor_input_layouts_and_errors() -> None:
     nhwc = np.random.default_rng(0).integers(0, 256, (10, 6, 5, 3), dtype=np.uint8)
     s = dataset_from_tensors(nhwc, np.arange(10) % 2, val_fraction=0.0, test_fraction=0.2)
     assert s.x_train.shape[1:] == (3, 6, 5)
+    # Float 3-D arrays are signals [N, C, L] and float 2-D ones feature vectors (see
+    # test_data_kinds.py); kind="image" keeps reading them as grey images [N, H, W].
     floats = torch.rand(10, 8, 8)
-    s = dataset_from_tensors(floats, torch.arange(10) % 2)
+    s = dataset_from_tensors(floats, torch.arange(10) % 2, kind="image")
     assert s.channels == 1 and s.x_train.dtype == torch.uint8
     with pytest.raises(DataError, match=r"labels must lie in 0..1"):
-        dataset_from_tensors(floats, torch.arange(10) % 3, num_classes=2)
+        dataset_from_tensors(floats, torch.arange(10) % 3, num_classes=2, kind="image")
     with pytest.raises(DataError, match=r"shape \(10, 64\)"):
-        dataset_from_tensors(torch.zeros(10, 64), torch.zeros(10))
+        dataset_from_tensors(torch.zeros(10, 64), torch.zeros(10), kind="image")
     with pytest.raises(DataError, match=r"\[0, 1\]"):
-        dataset_from_tensors(torch.full((10, 8, 8), 2.0), torch.zeros(10))
+        dataset_from_tensors(torch.full((10, 8, 8), 2.0), torch.zeros(10), kind="image")
     with pytest.raises(DataError, match="9 labels for 10 images"):
-        dataset_from_tensors(torch.zeros(10, 8, 8), torch.zeros(9))
+        dataset_from_tensors(torch.zeros(10, 8, 8), torch.zeros(9), kind="image")

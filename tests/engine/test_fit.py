@@ -1,27 +1,28 @@
-"""The engine: determinism, the on_epoch contract, divergence, devices, teachers, checkpoints."""
+"""The engine: determinism, the on_epoch contract, divergence, devices, lazy modules, teachers,
+checkpoints. ``short_recipe`` and ``digits`` come from tests/conftest.py."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 from torch import nn
 
-from tricksearch.data import load_dataset
 from tricksearch.engine import (
     TrainingDiverged,
     evaluate,
     fit,
     load_checkpoint,
+    materialize_lazy,
     resolve_device,
 )
 from tricksearch.errors import ConfigError
 from tricksearch.recipe import Recipe
 
-SHORT = {"budget": {"epochs": 2, "batch_size": 128, "lr": 0.05}}
 
-
-def test_same_seed_same_numbers() -> None:
-    r = Recipe.from_dict(SHORT)
+def test_same_seed_same_numbers(short_recipe: Recipe) -> None:
+    r = short_recipe
     a, b = fit(r), fit(r)
     assert [m.train_loss for m in a.history] == [m.train_loss for m in b.history]
     assert a.val_acc == b.val_acc
@@ -29,22 +30,22 @@ def test_same_seed_same_numbers() -> None:
     assert [m.train_loss for m in other.history] != [m.train_loss for m in a.history]
 
 
-def test_on_epoch_gets_every_epoch_in_both_forms() -> None:
-    r = Recipe.from_dict(SHORT)
+def test_on_epoch_gets_every_epoch(short_recipe: Recipe) -> None:
+    r = short_recipe
     seen_obj, seen_kw = [], []
     fit(r, on_epoch=lambda m: seen_obj.append(m))
-    fit(r, on_epoch=lambda **kw: seen_kw.append(kw))
+    fit(r, on_epoch=lambda m: seen_kw.append(m.as_dict()))  # one signature: on_epoch(metrics)
     assert [m.epoch for m in seen_obj] == [1, 2]
     assert set(seen_kw[0]) >= {"train_loss", "val_acc", "val_loss", "epoch_seconds"}
     assert seen_kw[1]["val_acc"] == seen_obj[1].val_acc
 
 
-def test_test_split_only_when_asked() -> None:
-    r = Recipe.from_dict(SHORT)
+def test_test_split_only_when_asked(short_recipe: Recipe, digits) -> None:
+    r = short_recipe
     assert fit(r).test_acc is None
     res = fit(r, evaluate_test=True)
     assert 0.0 <= res.test_acc <= 1.0
-    assert res.images_seen == 2 * len(load_dataset("digits").y_train)
+    assert res.images_seen == 2 * len(digits.y_train)
 
 
 class _Exploding(nn.Module):
@@ -56,14 +57,14 @@ class _Exploding(nn.Module):
         return self.fc(x.flatten(1)) * float("inf")
 
 
-def test_nan_loss_raises_diverged() -> None:
-    r = Recipe.from_dict(SHORT)
+def test_nan_loss_raises_diverged(short_recipe: Recipe) -> None:
+    r = short_recipe
     with pytest.raises(TrainingDiverged, match="diverged at epoch 1"):
         fit(r, model=_Exploding)
 
 
-def test_user_factory_and_module() -> None:
-    r = Recipe.from_dict(SHORT)
+def test_user_factory_and_module(short_recipe: Recipe) -> None:
+    r = short_recipe
     calls = []
 
     def factory(in_channels: int, num_classes: int) -> nn.Module:
@@ -77,6 +78,41 @@ def test_user_factory_and_module() -> None:
     assert res2.val_acc >= 0.5
 
 
+def _lazy_cnn(in_channels: int, num_classes: int) -> nn.Module:
+    """A user's model whose classifier learns its input size at the first forward."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.LazyLinear(num_classes)
+    )
+
+
+@pytest.mark.parametrize(
+    "tricks",
+    [{"procedure": {"ema": {}}}, {"loss": {"bias_prior": {}}}],
+    ids=["ema", "bias_prior"],
+)
+def test_lazy_modules_are_materialised_before_tricks_touch_the_weights(
+    short_recipe: Recipe, tricks: dict
+) -> None:
+    """EMA copies the weights and bias_prior edits the classifier bias before the first step:
+    a ``nn.LazyLinear`` has them only after one forward pass, which the engine runs first."""
+    r = short_recipe.with_changes(budget=short_recipe.budget.to_dict() | {"epochs": 1}, **tricks)
+    res = fit(r, model=_lazy_cnn, device="cpu")
+    m = res.history[0]
+    assert all(math.isfinite(v) for v in (m.train_loss, m.val_loss, res.val_acc, res.val_loss))
+    classifier = res.model[-1]
+    assert isinstance(classifier, nn.Linear) and classifier.in_features == 8 * 8 * 8
+
+
+def test_materialize_lazy_leaves_other_models_alone(digits) -> None:
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).train()
+    before = [p.clone() for p in net.parameters()]
+    assert materialize_lazy(net, digits, torch.device("cpu")) is net and net.training
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
+    lazy = _lazy_cnn(1, 10).train()
+    materialize_lazy(lazy, digits, torch.device("cpu"))
+    assert lazy.training and lazy[-1].weight.shape == (10, 8 * 8 * 8)
+
+
 def test_device_resolution() -> None:
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device(None).type in ("cpu", "cuda")
@@ -87,8 +123,8 @@ def test_device_resolution() -> None:
             resolve_device("cuda")
 
 
-def test_evaluate_matches_manual_accuracy() -> None:
-    data = load_dataset("digits")
+def test_evaluate_matches_manual_accuracy(digits) -> None:
+    data = digits
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     acc, loss = evaluate(net, data.x_val, data.y_val, data, torch.device("cpu"))
@@ -102,13 +138,15 @@ def test_evaluate_matches_manual_accuracy() -> None:
 
 
 @pytest.mark.slow
-def test_distillation_teacher_trained_once_and_cached(tmp_path, monkeypatch) -> None:
+def test_distillation_teacher_trained_once_and_cached(
+    tmp_path, monkeypatch, short_recipe: Recipe
+) -> None:
     monkeypatch.setenv("TRICKSEARCH_CACHE", str(tmp_path))
     from tricksearch.engine import teacher as teacher_mod
 
     teacher_mod._MEMORY.clear()
-    r = Recipe.from_dict(
-        SHORT | {"loss": {"distillation": {"teacher": "cnn-small", "teacher_epochs": 1}}}
+    r = short_recipe.with_changes(
+        loss={"distillation": {"teacher": "cnn-small", "teacher_epochs": 1}}
     )
     fit(r)
     cached = list((tmp_path / "teachers").glob("*.pt"))
@@ -120,12 +158,12 @@ def test_distillation_teacher_trained_once_and_cached(tmp_path, monkeypatch) -> 
     assert [p.stat().st_mtime_ns for p in (tmp_path / "teachers").glob("*.pt")] == [mtime]
 
 
-def test_checkpoint_round_trip(tmp_path) -> None:
+def test_checkpoint_round_trip(tmp_path, short_recipe: Recipe, digits) -> None:
     from tricksearch.api import train
 
-    metrics = train(Recipe.from_dict(SHORT), out=tmp_path / "run")
+    metrics = train(short_recipe, out=tmp_path / "run")
     model = load_checkpoint(tmp_path / "run" / "model.pt")
-    data = load_dataset("digits")
+    data = digits
     acc, _ = evaluate(model, data.x_test, data.y_test, data, torch.device("cpu"))
     assert acc == pytest.approx(metrics["test_acc"])
     with pytest.raises(ConfigError, match="not a tricksearch checkpoint"):
@@ -133,14 +171,16 @@ def test_checkpoint_round_trip(tmp_path) -> None:
         load_checkpoint(tmp_path / "bad.pt")
 
 
-def test_streaming_path_gives_the_same_numbers_as_the_device_path() -> None:
+def test_streaming_path_gives_the_same_numbers_as_the_device_path(
+    short_recipe: Recipe, digits
+) -> None:
     from tricksearch.data.loader import StreamingLoader
 
-    r = Recipe.from_dict(SHORT | {"augment": {"hflip": {}, "random_crop": {"padding": 1}}})
+    r = short_recipe.with_changes(augment={"hflip": {}, "random_crop": {"padding": 1}})
     resident = fit(r)
     streamed = fit(r, max_device_bytes=0)  # nothing "fits": batches stream from host memory
     assert [m.train_loss for m in streamed.history] == [m.train_loss for m in resident.history]
     assert streamed.images_seen == resident.images_seen
     from tricksearch.data.loader import make_loader
 
-    assert isinstance(make_loader(load_dataset("digits"), 64, max_device_bytes=0), StreamingLoader)
+    assert isinstance(make_loader(digits, 64, max_device_bytes=0), StreamingLoader)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from tricksearch.cli import main
 from tricksearch.errors import ConfigError
 from tricksearch.recipe import Recipe
 from tricksearch.report import _ablation as ab
@@ -158,11 +157,11 @@ def test_ablation_on_digits_three_tricks_two_seeds() -> None:
 
 
 @pytest.mark.slow
-def test_cli_ablate_parallel_with_ray(tmp_path: Path, capsys) -> None:
+def test_cli_ablate_parallel_with_ray(tmp_path: Path, cli) -> None:
     raw = {**THREE, "schedule": {}, "mixing": {}}
     path = Recipe.from_dict(raw).save(tmp_path / "recipe.yaml")
-    assert main(["ablate", "--recipe", str(path), "--seeds", "2", "--parallel"]) == 0
-    out = capsys.readouterr().out
+    code, out, _ = cli("ablate", "--recipe", str(path), "--seeds", "2", "--parallel")
+    assert code == 0
     assert "[4/4]" in out and "− label_smoothing" in out and "pooled sample" in out
     data = json.loads((tmp_path / "ablation.json").read_text())
     assert data["source"] == str(path)

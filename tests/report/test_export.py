@@ -208,6 +208,14 @@ def test_torchvision_lists_what_it_cannot_express() -> None:
     assert args["auto_augment"] == "ra" and args["ra_magnitude"] == 9
 
 
+@pytest.mark.parametrize("target", ["timm", "torchvision"])
+def test_exporters_list_what_they_consumed(target: str) -> None:
+    res = export_recipe(SHARED, target)
+    assert set(res.consumed) == set(SHARED.tricks_on()) and res.unsupported == []
+    res = export_recipe(_recipe(loss={"flooding": {}}), target)
+    assert "flooding" not in res.consumed and res.unsupported == ["flooding"]
+
+
 def test_json_export_is_the_recipe() -> None:
     res = export_recipe(SHARED, "json")
     assert Recipe.from_dict(json.loads(res.text)) == SHARED

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from tricksearch.cli import main
 from tricksearch.recipe import Recipe
 from tricksearch.report import show_recipe
 
@@ -91,10 +90,10 @@ def test_show_baseline() -> None:
     assert "none (this is the baseline)" in text
 
 
-def test_cli_show(tmp_path: Path, capsys) -> None:
+def test_cli_show(tmp_path: Path, cli) -> None:
     path = _recipe(PROVENANCE).save(tmp_path / "best_recipe.yaml")
-    assert main(["show", str(path)]) == 0
-    out = capsys.readouterr().out
+    code, out, _ = cli("show", str(path))
+    assert code == 0
     assert str(path) in out and "label_smoothing" in out and "0.9655 ± 0.0051" in out
 
 
@@ -109,10 +108,9 @@ def test_cli_show(tmp_path: Path, capsys) -> None:
     ],
 )
 def test_cli_errors_are_one_line_naming_the_path(
-    tmp_path: Path, capsys, argv: list[str], what: str
+    tmp_path: Path, cli, argv: list[str], what: str
 ) -> None:
-    argv = [a.format(tmp=tmp_path) for a in argv]
-    assert main(argv) == 2
-    err = capsys.readouterr().err
+    code, _, err = cli(*(a.format(tmp=tmp_path) for a in argv))
+    assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert what.format(tmp=tmp_path) in err

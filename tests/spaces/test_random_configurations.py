@@ -13,8 +13,8 @@ import torch
 
 from tricksearch.engine import TrainingDiverged, fit, load_data
 from tricksearch.recipe import Recipe
-from tricksearch.tuning._runner import _for_device, _traits
 from tricksearch.spaces import load_space
+from tricksearch.tuning._prepare import model_traits_for as _traits
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ def test_random_default_configurations_train(model: str, n: int, seed: int) -> N
     torch.set_num_threads(1)
     base = Recipe.from_dict({"model": {"name": model}, "budget": {"epochs": 1}})
     data = load_data(base)
-    space = _for_device(load_space("default").for_model(_traits(base, data, None)), "cpu")
+    space = load_space("default").for_model(_traits(base, data, None)).for_device("cpu")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     outcomes = []
     for _ in range(n):

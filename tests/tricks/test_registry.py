@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tricksearch.components import build
 from tricksearch.engine import fit
 from tricksearch.errors import ConfigError
 from tricksearch.recipe import Recipe
-from tricksearch.tricks import get_trick, registered_tricks
+from tricksearch.tricks import Param, TrickSpec, get_trick, registered_tricks
 from tricksearch.tricks._base import FAMILIES
-from tricksearch.tricks.build import build
 
 TRICKS = registered_tricks()
 # Tricks whose one-epoch effect on digits can legitimately be nil: the class prior is uniform
@@ -188,3 +188,50 @@ def test_every_family_at_once_trains() -> None:
     result = fit(recipe, evaluate_test=True)
     assert all(math.isfinite(m.train_loss) for m in result.history)
     assert 0.0 <= result.test_acc <= 1.0
+
+
+# ------------------------------------------------------- bounds: every family, every bounded param
+
+
+def _outside(p: Param) -> list[float]:
+    """Values just outside ``p``'s bounds (and on an open bound), as the recipe could hold them."""
+    step = 1 if p.kind == "int" else 1.0
+    values = []
+    if p.low is not None:
+        values.append(p.low - step)
+        if getattr(p, "low_open", False):
+            values.append(p.low)
+    if p.high is not None:
+        values.append(p.high + step)
+        if getattr(p, "high_open", False):
+            values.append(p.high)
+    return [int(v) if p.kind == "int" else float(v) for v in values]
+
+
+BOUNDED = [
+    (spec, p, bad)
+    for spec in TRICKS.values()
+    for p in spec.params
+    if p.kind in ("int", "float", "float_list")
+    for bad in _outside(p)
+]
+
+
+def test_every_family_has_bounded_parameters() -> None:
+    assert {spec.family for spec, _, _ in BOUNDED} == set(FAMILIES)
+
+
+@pytest.mark.parametrize(
+    ("spec", "p", "bad"), BOUNDED, ids=[f"{s.name}.{p.name}={b}" for s, p, b in BOUNDED]
+)
+def test_out_of_bounds_is_refused_naming_field_value_and_range(
+    spec: TrickSpec, p: Param, bad: float
+) -> None:
+    value = [bad] if p.kind == "float_list" else bad
+    raw = {spec.family: {spec.name: {p.name: value}}}
+    with pytest.raises(ConfigError) as info:
+        Recipe.from_dict(raw, check_contracts=False)
+    message = str(info.value)
+    assert f"{spec.family}.{spec.name}.{p.name}" in message
+    assert f"got {bad!r}" in message
+    assert p.allowed() in message

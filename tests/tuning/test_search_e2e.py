@@ -20,8 +20,8 @@ from torch import nn
 import tricksearch
 from tricksearch.cli import main
 from tricksearch.recipe import Recipe, load_recipe
-from tricksearch.tuning._runner import SearchFailed
 from tricksearch.spaces import load_space, preset_recipe
+from tricksearch.tuning._runner import SearchFailed
 
 pytestmark = pytest.mark.slow
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers can't import tests

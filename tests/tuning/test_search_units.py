@@ -232,11 +232,11 @@ def test_norm_groups_of_resnet_cifar_divide_every_variant() -> None:
     from tricksearch.engine import load_data
     from tricksearch.models import build_model
     from tricksearch.recipe import Recipe
-    from tricksearch.tuning._runner import _traits
+    from tricksearch.tuning._prepare import model_traits_for
 
     base = Recipe.from_dict({"model": {"name": "resnet-cifar"}})
     data = load_data(base)
-    allowed = _traits(base, data, None)["norm_groups"]
+    allowed = model_traits_for(base, data, None)["norm_groups"]
     assert allowed == (1, 2, 4, 8)
 
     def build(groups: int, variant: str) -> None:
@@ -260,15 +260,15 @@ def test_model_capabilities_of_a_torchvision_model_and_a_plain_callable() -> Non
 
     from tricksearch.engine import load_data
     from tricksearch.recipe import Recipe
-    from tricksearch.tuning._runner import _traits
+    from tricksearch.tuning._prepare import model_traits_for
 
     base = Recipe.from_dict({"model": {"name": "torchvision:resnet18"}})
     data = load_data(base)
-    tv = _traits(base, data, None)
+    tv = model_traits_for(base, data, None)
     assert tv["residual"] and set(tv["model_options"]) == {"dropout", "activation", "norm"}
 
     def plain(in_channels: int, num_classes: int) -> nn.Module:
         return nn.Sequential(nn.Flatten(), nn.Linear(64 * in_channels, num_classes))
 
-    mine = _traits(base, data, plain)
+    mine = model_traits_for(base, data, plain)
     assert mine["model_options"] == () and mine["norm_groups"] is None

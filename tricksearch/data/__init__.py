@@ -2,12 +2,16 @@
 
 ``load_dataset(name)`` reads a registered dataset (``list_datasets()``), an ImageFolder tree
 (``imagefolder:PATH``) or an ``.npz`` file (``npz:PATH``) and splits it into train / val / test;
-``dataset_from_tensors`` does the same for arrays in memory. ``make_loader`` serves batches from
-the device (airbench style); ``batch_flip`` / ``batch_crop`` augment whole batches there.
+``dataset_from_tensors`` does the same for arrays in memory. Data comes in three kinds
+(``DATA_KINDS``, ``DatasetSplits.kind``): images (``uint8``), 1-D signals ``[N, C, L]`` and feature
+vectors ``[N, F]`` (float, standardised on the train split). ``make_loader`` serves batches from
+the device (airbench style); ``batch_flip`` / ``batch_crop`` augment whole image batches there;
+``to_float`` turns a stored batch into the model's input.
 """
 
 from __future__ import annotations
 
+from tricksearch.data._kinds import DATA_KINDS, reconcile_kind
 from tricksearch.data._registry import (
     clear_dataset_cache,
     dataset_from_tensors,
@@ -26,6 +30,7 @@ from tricksearch.data.loader import (
 )
 
 __all__ = [
+    "DATA_KINDS",
     "DatasetSplits",
     "DeviceLoader",
     "StreamingLoader",
@@ -37,5 +42,6 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "make_loader",
+    "reconcile_kind",
     "to_float",
 ]

@@ -16,7 +16,9 @@ from typing import Any
 import torch
 
 from tricksearch.data import _sources
-from tricksearch.data._arrays import as_labels, as_uint8_images, resize_uint8
+from tricksearch.data._arrays import as_labels, as_samples, resize_uint8
+from tricksearch.data._imagefolder import read_imagefolder
+from tricksearch.data._npz import read_npz
 from tricksearch.data._splits import DatasetSplits, check_fractions, make_splits
 from tricksearch.errors import ConfigError, ConfigTypeError, DataError
 
@@ -67,8 +69,10 @@ _FORMS = {
     "imagefolder:PATH": "images in one sub-folder per class under PATH (torchvision ImageFolder "
     "layout), resized to a common size; PATH/train/CLASS + PATH/test/CLASS (or val) keeps that "
     "test split; --skip-corrupt skips unreadable files",
-    "npz:PATH": "a .npz file with arrays x and y (optionally x_test, y_test); x uint8 or float "
-    "in [0, 1], NCHW / NHWC / NHW",
+    "npz:PATH": "a .npz file with arrays x and y (optionally x_test, y_test); x: images "
+    "(uint8 NCHW / NHWC / NHW, or float in [0, 1] NCHW / NHWC), float signals [N, C, L] or "
+    "float feature vectors [N, F] (signals and features are standardised on the train split); "
+    "an optional string array kind (image, signal, features) overrides the shape rule",
 }
 
 
@@ -149,11 +153,16 @@ def _load_cached(
 ) -> DatasetSplits:
     prefix, _, path = key.partition(":")
     if prefix == "imagefolder":
-        raw = _sources.read_imagefolder(path, image_size=image_size, skip_corrupt=skip_corrupt)
+        raw = read_imagefolder(path, image_size=image_size, skip_corrupt=skip_corrupt)
     elif prefix == "npz":
-        raw = _sources.read_npz(path)
+        raw = read_npz(path)
     else:
         raw = _REGISTRY[key].read(data_root)
+    if image_size is not None and raw.kind != "image":
+        raise ConfigError(
+            f"image_size: got {image_size!r}, but dataset {key!r} holds {raw.kind} data "
+            f"(shape {tuple(raw.x.shape)}); image_size applies to images only"
+        )
     if image_size is not None:
         raw.x = resize_uint8(raw.x, (image_size, image_size))
         if raw.x_test is not None:
@@ -169,12 +178,28 @@ def _load_cached(
         test_fraction=test_fraction,
         split_seed=split_seed,
         info=raw.info,
+        kind=raw.kind,
     )
 
 
 def clear_dataset_cache() -> None:
     """Forget every dataset :func:`load_dataset` has cached (e.g. after files changed on disk)."""
     _load_cached.cache_clear()
+
+
+def _labels_in_range(name: str, labels: torch.Tensor, num_classes: int | None) -> int:
+    """``num_classes`` (default: the largest label + 1), checked against the labels."""
+    lo, hi = int(labels.min()), int(labels.max())
+    if num_classes is None:
+        num_classes = hi + 1
+    else:
+        _check_int("num_classes", num_classes, 1)
+    if lo < 0 or hi >= num_classes:
+        raise DataError(
+            f"dataset {name!r}: labels must lie in 0..{num_classes - 1} "
+            f"(num_classes={num_classes}), got {lo}..{hi}"
+        )
+    return num_classes
 
 
 def dataset_from_tensors(
@@ -188,40 +213,44 @@ def dataset_from_tensors(
     test_fraction: float = 0.2,
     split_seed: int = 0,
     num_classes: int | None = None,
+    kind: str | None = None,
 ) -> DatasetSplits:
     """Split arrays already in memory (torch tensors or numpy arrays) like :func:`load_dataset`.
 
-    ``x`` is ``uint8`` or float in ``[0, 1]``, shaped NCHW, NHWC or NHW; ``y`` holds integer
-    labels in ``0..num_classes-1`` (``num_classes`` defaults to the largest label + 1). When
+    ``x`` holds images, 1-D signals or feature vectors; unless ``kind`` names it, the kind
+    follows from the dtype and shape (``DatasetSplits.kind`` tells which was read):
+
+    - integer (``uint8``) ``[N, C, H, W]``, ``[N, H, W, C]`` or ``[N, H, W]``, or float in
+      ``[0, 1]`` ``[N, C, H, W]`` / ``[N, H, W, C]``: images, stored as ``uint8``;
+    - float ``[N, C, L]``: signals (``[N, 1, L]`` is one channel, not a 1 x L image);
+    - float ``[N, F]``: feature vectors.
+
+    Signals and features stay float and are standardised per channel (per feature) with the
+    train split's mean and std. ``kind="image"`` reads float grey images ``[N, H, W]``;
+    ``kind="signal"`` also takes ``[N, L]`` (one channel). ``y`` holds integer labels in
+    ``0..num_classes-1`` (``num_classes`` defaults to the largest label + 1). When
     ``x_test``/``y_test`` are given they are the test split and ``test_fraction`` is ignored.
-    Not cached.
+    Any other layout (1-D, 5-D, NaN or inf values, non-numbers...) raises ``DataError`` naming
+    the array, what it holds and what is allowed. Not cached.
     """
     if (x_test is None) != (y_test is None):
         raise ConfigError("x_test and y_test must be given together (or neither)")
     check_fractions(val_fraction, test_fraction, test_used=False)  # the sum: in make_splits
     _check_int("split_seed", split_seed, 0)
-    xs = as_uint8_images(x, f"dataset {name!r}: x")
-    ys = as_labels(y, f"dataset {name!r}: y", len(xs))
+    xs, kind = as_samples(x, f"dataset {name!r}: x", kind)
+    noun = "images" if kind == "image" else "samples"
+    ys = as_labels(y, f"dataset {name!r}: y", len(xs), noun=noun)
     xt = yt = None
     if x_test is not None:
-        xt = as_uint8_images(x_test, f"dataset {name!r}: x_test")
-        yt = as_labels(y_test, f"dataset {name!r}: y_test", len(xt))
+        xt, _ = as_samples(x_test, f"dataset {name!r}: x_test", kind)
+        yt = as_labels(y_test, f"dataset {name!r}: y_test", len(xt), noun=noun)
         if xt.shape[1:] != xs.shape[1:]:
             raise DataError(
-                f"dataset {name!r}: x_test has images of shape {tuple(xt.shape[1:])} (C, H, W) "
-                f"but x has {tuple(xs.shape[1:])}"
+                f"dataset {name!r}: x_test has {kind} samples of shape {tuple(xt.shape[1:])} "
+                f"but x has {tuple(xs.shape[1:])}; both must have the same shape after N"
             )
     labels = ys if yt is None else torch.cat([ys, yt])
-    lo, hi = int(labels.min()), int(labels.max())
-    if num_classes is None:
-        num_classes = hi + 1
-    else:
-        _check_int("num_classes", num_classes, 1)
-    if lo < 0 or hi >= num_classes:
-        raise DataError(
-            f"dataset {name!r}: labels must lie in 0..{num_classes - 1} "
-            f"(num_classes={num_classes}), got {lo}..{hi}"
-        )
+    num_classes = _labels_in_range(name, labels, num_classes)
     return make_splits(
         name,
         xs,
@@ -233,4 +262,5 @@ def dataset_from_tensors(
         test_fraction=test_fraction,
         split_seed=split_seed,
         info={"source": "tensors"},
+        kind=kind,
     )

@@ -1,7 +1,8 @@
-"""Readers for every dataset source: bundled, IDX files, torchvision folders, ImageFolder, .npz.
+"""Readers for the named datasets: bundled digits, IDX files, torchvision folders.
 
 Each reader returns a :class:`RawDataset` (images ``uint8`` NCHW, labels ``int64``, class names,
-the official test set when the source has one) and never downloads anything. Missing files raise
+the official test set when the source has one) and never downloads anything. ImageFolder trees
+and ``.npz`` files have their own modules (``_imagefolder``, ``_npz``). Missing files raise
 :class:`~tricksearch.errors.DataError` saying which files are expected where and how to get them.
 Optional dependencies (scikit-learn, PIL, torchvision, scipy) are imported when a reader runs.
 """
@@ -18,7 +19,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tricksearch.data._arrays import as_labels, as_uint8_images, remap_labels
 from tricksearch.errors import DataError
 
 __all__ = [
@@ -28,9 +28,7 @@ __all__ = [
     "read_digits",
     "read_fashion_mnist",
     "read_idx",
-    "read_imagefolder",
     "read_mnist",
-    "read_npz",
     "read_svhn",
 ]
 
@@ -52,7 +50,11 @@ _IDX_FILES = (
 
 @dataclass
 class RawDataset:
-    """A dataset as read from its source, before splitting."""
+    """A dataset as read from its source, before splitting.
+
+    ``x`` and ``x_test`` are ``uint8`` NCHW images, or float ``[N, C, L]`` / ``[N, F]`` for
+    ``kind`` ``"signal"`` / ``"features"`` (only ``.npz`` files hold those).
+    """
 
     x: Tensor
     y: Tensor
@@ -60,6 +62,7 @@ class RawDataset:
     x_test: Tensor | None = None
     y_test: Tensor | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    kind: str = "image"
 
 
 # --------------------------------------------------------------------------------------- digits
@@ -333,217 +336,4 @@ def read_svhn(data_root: str | None) -> RawDataset:
         y_test=torch.as_tensor(np.asarray(test.labels), dtype=torch.int64),
         classes=[str(i) for i in range(10)],
         info={"source": str(data_root)},
-    )
-
-
-# ---------------------------------------------------------------------------------- imagefolder
-
-# torchvision.datasets.folder.IMG_EXTENSIONS
-_IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
-
-
-#: Folder names of a tree already split in two: ROOT/train/CLASS/… and ROOT/test/CLASS/… (or
-#: val/valid/validation as the held-out split when there is no test folder).
-_SPLIT_FOLDERS = {"train", "test", "val", "valid", "validation"}
-
-
-def _class_folders(root: Path) -> list[str]:
-    return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
-
-
-def _image_files(root: Path, classes: list[str]) -> list[tuple[Path, str]]:
-    samples: list[tuple[Path, str]] = []
-    for cls in classes:
-        for dirpath, dirnames, filenames in os.walk(root / cls, followlinks=True):
-            dirnames.sort()
-            for fname in sorted(filenames):
-                if fname.lower().endswith(_IMG_EXTENSIONS):
-                    samples.append((Path(dirpath) / fname, cls))
-    return samples
-
-
-def _split_layout(root: Path, folders: list[str], label: str) -> dict[str, list[Path]] | None:
-    """``{"train": [...], "test": [...]}`` when ``root`` holds split folders (``train/`` with
-    class sub-folders) rather than class folders; ``None`` for a plain one-folder-per-class tree.
-
-    ``train`` + ``test``: the test folder is the official test split (a ``val`` folder beside
-    them joins the training data: tricksearch carves its validation split from it). ``train`` +
-    ``val`` (no test): the val folder is the held-out split. ``train`` alone: its classes, with
-    the test split carved from them. A split folder without class folders (unlabelled test
-    images, say) is refused: its images have no labels.
-    """
-    if "train" not in folders or not set(folders) <= _SPLIT_FOLDERS:
-        return None
-    if not _class_folders(root / "train"):
-        return None  # e.g. two real classes named "train" and "val", images directly inside
-    unlabelled = [f for f in folders if not _class_folders(root / f)]
-    if unlabelled:
-        raise DataError(
-            f"{label}: {root / unlabelled[0]} has no class folders, but {root / 'train'} has: "
-            f"expected {unlabelled[0]}/CLASS/… like train/CLASS/… (the split needs labels); move "
-            f"unlabelled images out of {root}"
-        )
-    held_out = "test" if "test" in folders else next((f for f in folders if f != "train"), None)
-    return {
-        "train": [root / f for f in folders if f != held_out],
-        "test": [] if held_out is None else [root / held_out],
-    }
-
-
-def read_imagefolder(
-    path: str, *, image_size: int | None = None, skip_corrupt: bool = False
-) -> RawDataset:
-    """Images in one sub-folder per class (torchvision ``ImageFolder`` conventions).
-
-    Class names are the sorted sub-folder names; files with an image extension are read with
-    PIL (others are ignored, as ImageFolder does), resized to ``image_size`` x ``image_size``
-    (default: the size of the first image) and stored as grayscale if every image is grayscale,
-    RGB otherwise. An unreadable image raises ``DataError`` naming it, unless ``skip_corrupt``:
-    then it is skipped and listed in ``info["skipped_files"]``.
-
-    A tree already split (``ROOT/train/CLASS/…`` and ``ROOT/test/CLASS/…``, or ``val`` when there
-    is no ``test``; see :func:`_split_layout`) keeps its held-out folder as the test split; the
-    classes are the training folder's, and a held-out class the training data lacks is refused.
-    """
-    try:
-        from PIL import Image, UnidentifiedImageError
-    except ImportError as exc:  # pragma: no cover - pillow comes with torchvision
-        raise DataError("imagefolder datasets need Pillow: pip install pillow") from exc
-
-    root = Path(path).expanduser()
-    label = f"dataset 'imagefolder:{path}'"
-    if not root.is_dir():
-        raise DataError(f"{label}: {root} is not a directory")
-    folders = _class_folders(root)
-    if not folders:
-        raise DataError(
-            f"{label}: no class folders under {root}; expected one sub-folder per class, "
-            "e.g. ROOT/cat/001.png, ROOT/dog/002.png (or ROOT/train/cat/001.png, "
-            "ROOT/test/cat/002.png)"
-        )
-    layout = _split_layout(root, folders, label) or {"train": [root], "test": []}
-    found = {
-        part: [(f, cls) for d in dirs for f, cls in _image_files(d, _class_folders(d))]
-        for part, dirs in layout.items()
-    }
-    classes = sorted({cls for d in layout["train"] for cls in _class_folders(d)})
-    if not found["train"]:
-        where = ", ".join(str(d) for d in layout["train"])
-        raise DataError(
-            f"{label}: no image files under {where} (looked for {', '.join(_IMG_EXTENSIONS)} "
-            f"in {', '.join(_class_folders(layout['train'][0]))})"
-        )
-    if layout["test"]:
-        held = layout["test"][0]
-        extra = sorted({cls for _, cls in found["test"]} - set(classes))
-        if extra:
-            raise DataError(
-                f"{label}: {held} has class folder(s) {', '.join(extra)} with images that the "
-                f"training folders lack; expected the training classes: {', '.join(classes)}"
-            )
-        if not found["test"]:
-            raise DataError(f"{label}: no image files under {held} (the held-out split)")
-    index = {cls: i for i, cls in enumerate(classes)}
-
-    size: tuple[int, int] | None = (image_size, image_size) if image_size else None  # (W, H)
-    arrays: dict[str, list[np.ndarray]] = {"train": [], "test": []}
-    labels: dict[str, list[int]] = {"train": [], "test": []}
-    skipped: list[str] = []
-    any_color = False
-    for part, samples in found.items():
-        for file, cls in samples:
-            try:
-                with Image.open(file) as img:
-                    img.load()
-                    gray = img.mode in _GRAY_MODES
-                    img = img.convert("L" if gray else "RGB")
-                    if size is None:
-                        size = img.size
-                    if img.size != size:
-                        img = img.resize(size, Image.Resampling.BILINEAR)
-                    arr = np.asarray(img, dtype=np.uint8)
-            except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-                if not skip_corrupt:
-                    raise DataError(
-                        f"{label}: cannot read image {file} ({exc.__class__.__name__}: {exc}); "
-                        "remove it or pass skip_corrupt=True (--skip-corrupt) to skip such files"
-                    ) from exc
-                skipped.append(str(file))
-                continue
-            any_color = any_color or not gray
-            arrays[part].append(arr)
-            labels[part].append(index[cls])
-    for part in found:
-        if found[part] and not arrays[part]:
-            raise DataError(f"{label}: all {len(found[part])} {part} image files are unreadable")
-    channels = 3 if any_color else 1
-
-    def stack(items: list[np.ndarray]) -> Tensor:
-        out = np.empty((len(items), channels, size[1], size[0]), dtype=np.uint8)  # type: ignore[index]
-        for i, arr in enumerate(items):
-            out[i] = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-        return torch.from_numpy(out)
-
-    info: dict[str, Any] = {
-        "source": str(root),
-        "skipped_files": skipped,
-        "n_skipped": len(skipped),
-    }
-    if layout["test"]:
-        info["test_folder"] = str(layout["test"][0])
-    return RawDataset(
-        x=stack(arrays["train"]),
-        y=torch.tensor(labels["train"], dtype=torch.int64),
-        classes=classes,
-        x_test=stack(arrays["test"]) if layout["test"] else None,
-        y_test=torch.tensor(labels["test"], dtype=torch.int64) if layout["test"] else None,
-        info=info,
-    )
-
-
-# ------------------------------------------------------------------------------------------ npz
-
-
-def read_npz(path: str) -> RawDataset:
-    """Arrays ``x`` and ``y`` (optionally ``x_test`` and ``y_test``) from an ``.npz`` file.
-
-    Images as accepted by :func:`tricksearch.data._arrays.as_uint8_images`; labels of any integer
-    values, remapped to ``0..K-1`` in sorted order (the original values become the class names).
-    """
-    file = Path(path).expanduser()
-    label = f"dataset 'npz:{path}'"
-    if not file.is_file():
-        raise DataError(f"{label}: file {file} does not exist")
-    try:
-        with np.load(file, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{label}: cannot read {file} as .npz ({exc})") from exc
-    missing = [k for k in ("x", "y") if k not in arrays]
-    if missing:
-        raise DataError(
-            f"{label}: missing array(s) {', '.join(missing)}; found {sorted(arrays)}; "
-            "expected x and y, optionally x_test and y_test"
-        )
-    if ("x_test" in arrays) != ("y_test" in arrays):
-        raise DataError(
-            f"{label}: x_test and y_test must be given together, found {sorted(arrays)}"
-        )
-    x = as_uint8_images(arrays["x"], f"{label}: array 'x'")
-    y = as_labels(arrays["y"], f"{label}: array 'y'", len(x))
-    x_test = y_test = None
-    if "x_test" in arrays:
-        x_test = as_uint8_images(arrays["x_test"], f"{label}: array 'x_test'")
-        y_test = as_labels(arrays["y_test"], f"{label}: array 'y_test'", len(x_test))
-        if x_test.shape[1:] != x.shape[1:]:
-            raise DataError(
-                f"{label}: array 'x_test' has images of shape {tuple(x_test.shape[1:])} (C, H, W) "
-                f"but 'x' has {tuple(x.shape[1:])}"
-            )
-        classes, (y, y_test) = remap_labels(y, y_test)
-    else:
-        classes, (y,) = remap_labels(y)
-    return RawDataset(
-        x=x, y=y, x_test=x_test, y_test=y_test, classes=classes, info={"source": str(file)}
     )

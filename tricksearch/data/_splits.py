@@ -1,9 +1,18 @@
 """The split dataset every stage trains on, and the deterministic stratified split that makes it.
 
-A :class:`DatasetSplits` holds three disjoint parts (train / val / test) as CPU ``uint8`` tensors
-in NCHW layout, the class names, and the per-channel mean and std of the training images (the
-numbers :func:`tricksearch.data.loader.to_float` normalizes with). The search only ever looks at
-``val``; ``test`` is read once, for the winner.
+A :class:`DatasetSplits` holds three disjoint parts (train / val / test) as CPU tensors, the
+class names, the data kind and the per-channel ``mean`` and ``std`` that
+:func:`tricksearch.data.loader.to_float` normalizes with:
+
+- images (``kind="image"``): ``uint8`` NCHW; ``mean``/``std`` are those of the training images
+  scaled to [0, 1], applied to every batch;
+- signals (``"signal"``, float32 ``[N, C, L]``) and feature vectors (``"features"``, float32
+  ``[N, F]``): standardised once, when split, per channel (signals: over samples and positions;
+  features: per feature) with the training split's mean and std, the same numbers for val and
+  test; those numbers are kept in ``info["standardization"]`` and ``mean``/``std`` are then 0
+  and 1 (nothing left to do per batch).
+
+The search only ever looks at ``val``; ``test`` is read once, for the winner.
 """
 
 from __future__ import annotations
@@ -15,17 +24,29 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from tricksearch.data._kinds import check_kind
 from tricksearch.errors import ConfigError, ConfigTypeError, DataError
 
-__all__ = ["DatasetSplits", "check_fractions", "make_splits", "stratified_indices"]
+__all__ = [
+    "DatasetSplits",
+    "check_fractions",
+    "make_splits",
+    "standardize",
+    "stratified_indices",
+]
+
+#: Dimensions of the stored tensors for each kind.
+_NDIM = {"image": 4, "signal": 3, "features": 2}
 
 
 @dataclass
 class DatasetSplits:
-    """A dataset split into train / val / test, images as ``uint8`` NCHW tensors on the CPU.
+    """A dataset split into train / val / test, CPU tensors of one kind (image, signal, features).
 
-    The tensors are shared by every caller of :func:`tricksearch.data.load_dataset` (which caches
-    them in-process): treat them as read-only.
+    ``kind`` ``"image"``: ``uint8`` ``[N, C, H, W]``; ``"signal"``: float32 ``[N, C, L]``;
+    ``"features"``: float32 ``[N, F]`` (see the module docstring). The tensors are shared by
+    every caller of :func:`tricksearch.data.load_dataset` (which caches them in-process): treat
+    them as read-only.
     """
 
     name: str
@@ -40,14 +61,17 @@ class DatasetSplits:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     info: dict[str, Any] = field(default_factory=dict, repr=False)
+    kind: str = "image"
 
     def __post_init__(self) -> None:
+        check_kind(self.kind, f"dataset {self.name!r}: kind")
         for part in ("train", "val", "test"):
             x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
-            if x.dtype != torch.uint8 or x.ndim != 4:
+            dtype_ok = x.dtype == torch.uint8 if self.kind == "image" else x.is_floating_point()
+            if not dtype_ok or x.ndim != _NDIM[self.kind]:
                 raise DataError(
-                    f"dataset {self.name!r}: x_{part} must be a uint8 [N, C, H, W] tensor, "
-                    f"got {x.dtype} of shape {tuple(x.shape)}"
+                    f"dataset {self.name!r}: x_{part} of {self.kind} data must be "
+                    f"{_stored_layout(self.kind)}, got {x.dtype} of shape {tuple(x.shape)}"
                 )
             if y.dtype != torch.int64 or y.ndim != 1 or len(y) != len(x):
                 raise DataError(
@@ -56,8 +80,8 @@ class DatasetSplits:
                 )
             if x.shape[1:] != self.x_train.shape[1:]:
                 raise DataError(
-                    f"dataset {self.name!r}: x_{part} has images of shape {tuple(x.shape[1:])}, "
-                    f"x_train has {tuple(self.x_train.shape[1:])}"
+                    f"dataset {self.name!r}: x_{part} has samples of shape "
+                    f"{tuple(x.shape[1:])}, x_train has {tuple(self.x_train.shape[1:])}"
                 )
         if len(self.classes) != self.num_classes:
             raise DataError(
@@ -67,25 +91,58 @@ class DatasetSplits:
 
     @property
     def channels(self) -> int:
-        """Number of image channels (1 for grayscale, 3 for RGB)."""
+        """Input channels: image channels (1 grey, 3 RGB), signal channels ``C``, or for feature
+        vectors the number of features ``F`` (each feature is a channel of length 1)."""
         return int(self.x_train.shape[1])
 
     @property
     def image_size(self) -> tuple[int, int]:
-        """Image height and width in pixels."""
-        return int(self.x_train.shape[2]), int(self.x_train.shape[3])
+        """Image height and width in pixels; ``(1, L)`` for signals, ``(1, 1)`` for features.
+
+        So ``channels * height * width`` is the number of inputs of every kind (what ``mlp``
+        flattens).
+        """
+        if self.kind == "image":
+            return int(self.x_train.shape[2]), int(self.x_train.shape[3])
+        return 1, self.length or 1
+
+    @property
+    def length(self) -> int | None:
+        """Samples per signal channel ``L``; 1 for feature vectors; None for images."""
+        if self.kind == "image":
+            return None
+        return int(self.x_train.shape[2]) if self.kind == "signal" else 1
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one sample: ``(C, H, W)``, ``(C, L)`` or ``(F,)``."""
+        return tuple(int(v) for v in self.x_train.shape[1:])
 
     def class_counts(self) -> Tensor:
-        """Training images per class, as a float tensor of length ``num_classes``."""
+        """Training samples per class, as a float tensor of length ``num_classes``."""
         return torch.bincount(self.y_train, minlength=self.num_classes).float()
 
     def summary(self) -> str:
         """One line for logs and the CLI: name, sizes, shape, classes."""
-        c, (h, w) = self.channels, self.image_size
+        if self.kind == "image":
+            c, (h, w) = self.channels, self.image_size
+            shape = f"{c}x{h}x{w} uint8"
+        elif self.kind == "signal":
+            shape = f"signals {self.channels}x{self.length} float (standardised on train)"
+        else:
+            shape = f"{self.channels} features float (standardised on train)"
         return (
             f"{self.name}: train {len(self.y_train)}, val {len(self.y_val)}, "
-            f"test {len(self.y_test)}; {c}x{h}x{w} uint8; {self.num_classes} classes"
+            f"test {len(self.y_test)}; {shape}; {self.num_classes} classes"
         )
+
+
+def _stored_layout(kind: str) -> str:
+    return {
+        "image": "a uint8 [N, C, H, W] tensor",
+        "signal": "a float [N, C, L] tensor",
+        "features": "a float [N, F] tensor",
+    }[kind]
 
 
 def check_fractions(val_fraction: float, test_fraction: float, *, test_used: bool = True) -> None:
@@ -182,6 +239,65 @@ def _channel_stats(x: Tensor, chunk: int = 8192) -> tuple[tuple[float, ...], tup
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
+def _float_stats(x: Tensor, chunk: int = 8192) -> tuple[Tensor, Tensor, list[int]]:
+    """Per-channel mean and (population) std of float ``[N, C, L]`` or ``[N, F]`` data.
+
+    Signals: over samples and positions; features: over samples. Float64, two passes (exact
+    for a constant channel), chunked over N. A constant channel (std 0, or below 1e-9 of its
+    mean: rounding) gets std 1 so that nothing is divided by zero; its indices are returned too.
+    """
+    dims = (0, 2) if x.ndim == 3 else (0,)
+    view = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    count = max(x.numel() // x.shape[1], 1)
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    for start in range(0, len(x), chunk):
+        total += x[start : start + chunk].to(torch.float64).sum(dim=dims)
+    mean = total / count
+    squares = torch.zeros_like(total)
+    for start in range(0, len(x), chunk):
+        dev = x[start : start + chunk].to(torch.float64) - mean.view(view)
+        squares += (dev * dev).sum(dim=dims)
+    std = (squares / count).sqrt()
+    constant = (std == 0) | (std <= 1e-9 * mean.abs())
+    std = torch.where(constant, torch.ones_like(std), std)
+    return mean, std, torch.nonzero(constant).flatten().tolist()
+
+
+def standardize(x: Tensor, mean: Tensor, std: Tensor, chunk: int = 8192) -> Tensor:
+    """``(x - mean) / std`` per channel (dim 1), computed in float64, returned as float32."""
+    view = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    m, s = mean.to(torch.float64).view(view), std.to(torch.float64).view(view)
+    out = torch.empty(x.shape, dtype=torch.float32)
+    for start in range(0, len(x), chunk):
+        part = x[start : start + chunk].to(torch.float64)
+        out[start : start + chunk] = ((part - m) / s).to(torch.float32)
+    return out
+
+
+def _normalise_parts(
+    kind: str, x_train: Tensor, others: tuple[Tensor, ...]
+) -> tuple[tuple[Tensor, ...], tuple[float, ...], tuple[float, ...], dict[str, Any]]:
+    """The stored parts (train first), ``mean``/``std`` for ``to_float`` and info entries.
+
+    Images stay ``uint8`` (normalised per batch with the train images' statistics); signals and
+    features are standardised here with the train split's statistics (see the module docstring).
+    """
+    if kind == "image":
+        mean, std = _channel_stats(x_train)
+        return (x_train, *others), mean, std, {}
+    m, s, constant = _float_stats(x_train)
+    parts = tuple(standardize(x, m, s) for x in (x_train, *others))
+    stats = {
+        "mean": [float(v) for v in m],
+        "std": [float(v) for v in s],
+        "computed_on": "train",
+        "per": "channel" if kind == "signal" else "feature",
+        "constant_channels": constant,
+    }
+    c = x_train.shape[1]
+    return parts, (0.0,) * c, (1.0,) * c, {"standardization": stats}
+
+
 def make_splits(
     name: str,
     x: Tensor,
@@ -194,12 +310,16 @@ def make_splits(
     test_fraction: float,
     split_seed: int,
     info: dict[str, Any] | None = None,
+    kind: str = "image",
 ) -> DatasetSplits:
     """Cut ``x``/``y`` into train / val (/ test unless the source brings its own test set).
 
-    ``x`` and ``x_test`` are ``uint8`` NCHW, ``y`` and ``y_test`` ``int64`` labels in
-    ``0..len(classes)-1``. The fractions are checked here (their sum only when test is cut).
+    ``x`` and ``x_test`` are ``uint8`` NCHW images or, for ``kind`` ``"signal"`` /
+    ``"features"``, float ``[N, C, L]`` / ``[N, F]`` (standardised here with the train split's
+    statistics); ``y`` and ``y_test`` are ``int64`` labels in ``0..len(classes)-1``. The
+    fractions are checked here (their sum only when test is cut).
     """
+    check_kind(kind, "kind")
     official_test = x_test is not None and y_test is not None
     check_fractions(val_fraction, test_fraction, test_used=not official_test)
     if x_test is not None and y_test is not None:
@@ -215,8 +335,7 @@ def make_splits(
             f"dataset {name!r}: {len(y)} samples are too few to split into train "
             f"({len(train_idx)}) and test ({len(yt)})"
         )
-    x_train, y_train = x[train_idx], y[train_idx]
-    mean, std = _channel_stats(x_train)
+    (x_train, x_val, xt), mean, std, extra = _normalise_parts(kind, x[train_idx], (x[val_idx], xt))
     meta = dict(info or {})
     meta.setdefault("skipped_files", [])
     meta.setdefault("n_skipped", len(meta["skipped_files"]))
@@ -225,12 +344,13 @@ def make_splits(
         val_fraction=float(val_fraction),
         test_fraction=None if official_test else float(test_fraction),
         official_test=official_test,
+        **extra,
     )
     return DatasetSplits(
         name=name,
         x_train=x_train.contiguous(),
-        y_train=y_train.contiguous(),
-        x_val=x[val_idx].contiguous(),
+        y_train=y[train_idx].contiguous(),
+        x_val=x_val.contiguous(),
         y_val=y[val_idx].contiguous(),
         x_test=xt.contiguous(),
         y_test=yt.contiguous(),
@@ -239,4 +359,5 @@ def make_splits(
         mean=mean,
         std=std,
         info=meta,
+        kind=kind,
     )

@@ -1,10 +1,11 @@
 """Batches for the training loop, the airbench way: the whole split on the device, no workers.
 
-:class:`DeviceLoader` moves a split to the device once, as one ``uint8`` tensor, and cuts every
-epoch's batches from a permutation that depends only on ``(seed, epoch)``: reproducible, every
-sample exactly once per epoch, no worker processes, no per-sample Python. Augmentations then run
-on whole batches on the device (:func:`batch_flip`, :func:`batch_crop`), and
-:func:`to_float` normalizes right before the forward pass.
+:class:`DeviceLoader` moves a split to the device once, as one tensor (``uint8`` images, or
+float32 signals ``[N, C, L]`` / feature vectors ``[N, F]``), and cuts every epoch's batches from
+a permutation that depends only on ``(seed, epoch)``: reproducible, every sample exactly once per
+epoch, no worker processes, no per-sample Python. Image augmentations then run on whole batches
+on the device (:func:`batch_flip`, :func:`batch_crop`), and :func:`to_float` normalizes right
+before the forward pass (images: ``/ 255`` then per channel; float data: per channel only).
 
 :class:`StreamingLoader` has the same interface for data too big for the device (tensors kept
 in host memory, or any ``torch.utils.data.Dataset`` read by a ``DataLoader``).
@@ -69,15 +70,21 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
     return torch.randperm(n, generator=gen)
 
 
+#: What a loader serves, for error messages.
+_LOADER_LAYOUTS = (
+    "a uint8 [N, C, H, W] image tensor, a float [N, C, L] signal tensor or a float [N, F] "
+    "feature tensor"
+)
+
+
 def _check_pair(x: Any, y: Any) -> None:
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
         raise ConfigTypeError(
             f"x and y must be torch tensors, got {type(x).__name__} and {type(y).__name__}"
         )
-    if x.dtype != torch.uint8 or x.ndim != 4:
-        raise DataError(
-            f"x must be a uint8 [N, C, H, W] tensor, got {x.dtype} of shape {tuple(x.shape)}"
-        )
+    image = x.dtype == torch.uint8 and x.ndim == 4
+    if not image and not (x.is_floating_point() and x.ndim in (2, 3)):
+        raise DataError(f"x must be {_LOADER_LAYOUTS}, got {x.dtype} of shape {tuple(x.shape)}")
     if y.ndim != 1 or len(y) != len(x):
         raise DataError(
             f"y must be a [N] tensor with N = {len(x)} (len(x)), got shape {tuple(y.shape)}"
@@ -85,13 +92,13 @@ def _check_pair(x: Any, y: Any) -> None:
 
 
 class DeviceLoader:
-    """Whole split on the device as one uint8 tensor; batches cut by a seeded permutation.
+    """Whole split on the device as one tensor; batches cut by a seeded permutation.
 
-    ``epoch(e)`` yields ``(x, y)`` with ``x`` ``uint8`` ``[B, C, H, W]`` and ``y`` ``int64``
-    ``[B]`` on ``device``. With ``shuffle`` the order is :func:`epoch_permutation` of
-    ``(seed, e)``: the same for the same seed and epoch, different between epochs, and every
-    sample appears exactly once per epoch (unless ``drop_last`` drops the short last batch).
-    No worker processes.
+    ``epoch(e)`` yields ``(x, y)`` with ``x`` as stored (``uint8`` ``[B, C, H, W]`` images, or
+    float ``[B, C, L]`` / ``[B, F]``) and ``y`` ``int64`` ``[B]`` on ``device``. With
+    ``shuffle`` the order is :func:`epoch_permutation` of ``(seed, e)``: the same for the same
+    seed and epoch, different between epochs, and every sample appears exactly once per epoch
+    (unless ``drop_last`` drops the short last batch). No worker processes.
     """
 
     def __init__(
@@ -161,8 +168,9 @@ def _collate_uint8(items: Sequence[tuple[Any, Any]]) -> tuple[Tensor, Tensor]:
 class StreamingLoader:
     """:class:`DeviceLoader`'s interface for data that does not fit on the device.
 
-    ``data`` is either a pair of CPU tensors ``(x, y)`` (batches are gathered in host memory
-    and copied over) or a ``torch.utils.data.Dataset`` of ``(image, label)`` pairs with uint8
+    ``data`` is either a pair of CPU tensors ``(x, y)`` (``uint8`` images or float signals /
+    feature vectors, as :class:`DeviceLoader` takes; batches are gathered in host memory and
+    copied over) or a ``torch.utils.data.Dataset`` of ``(image, label)`` pairs with uint8
     images, read by a ``DataLoader`` with ``num_workers`` processes. The order of each epoch is
     the same :func:`epoch_permutation` as :class:`DeviceLoader`'s.
     """
@@ -285,19 +293,30 @@ def make_loader(
 
 @functools.lru_cache(maxsize=32)
 def _stats_tensors(
-    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device, ndim: int
 ) -> tuple[Tensor, Tensor]:
-    """``mean`` and ``std`` as ``[1, C, 1, 1]`` float32 tensors on ``device``, made once."""
-    c = len(mean)
-    m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, c, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=device).view(1, c, 1, 1)
+    """``mean`` and ``std`` as float32 ``[1, C, 1, ...]`` tensors (``ndim`` dims), made once."""
+    shape = (1, len(mean)) + (1,) * (ndim - 2)
+    m = torch.tensor(mean, dtype=torch.float32, device=device).view(shape)
+    s = torch.tensor(std, dtype=torch.float32, device=device).view(shape)
     return m, s
 
 
 def to_float(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """``(x / 255 - mean) / std`` per channel, as float32 on ``x``'s device."""
-    if x.ndim != 4:
-        raise DataError(f"x must be [B, C, H, W], got shape {tuple(x.shape)}")
+    """The float32 model input of a stored batch, on ``x``'s device (always a new tensor).
+
+    Image batches (4-D ``[B, C, H, W]``, pixel values 0..255, stored as ``uint8``):
+    ``(x / 255 - mean) / std`` per channel. Signals (float ``[B, C, L]``) and feature vectors
+    (float ``[B, F]``, one channel per feature): ``(x - mean) / std`` per channel, with no
+    ``/ 255`` (for data split by tricksearch they are already standardised and ``mean``/``std``
+    are 0 and 1).
+    """
+    image = x.ndim == 4
+    if not image and not (x.is_floating_point() and x.ndim in (2, 3)):
+        raise DataError(
+            f"x must be an image batch [B, C, H, W] or a float [B, C, L] / [B, F] batch, "
+            f"got {x.dtype} of shape {tuple(x.shape)}"
+        )
     c = x.shape[1]
     if len(mean) != c or len(std) != c:
         raise ConfigError(
@@ -305,8 +324,13 @@ def to_float(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
         )
     if any(not s > 0 for s in std):
         raise ConfigError(f"std must be > 0 in every channel, got {tuple(std)}")
-    m, s = _stats_tensors(tuple(float(v) for v in mean), tuple(float(v) for v in std), x.device)
-    return x.to(torch.float32, copy=True).div_(255.0).sub_(m).div_(s)
+    m, s = _stats_tensors(
+        tuple(float(v) for v in mean), tuple(float(v) for v in std), x.device, x.ndim
+    )
+    out = x.to(torch.float32, copy=True)
+    if image:
+        out.div_(255.0)
+    return out.sub_(m).div_(s)
 
 
 def _rand(n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:

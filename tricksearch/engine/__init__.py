@@ -1,4 +1,4 @@
-"""The training engine: ``fit(recipe, model, data, on_epoch=…)``. Torch only."""
+"""The training engine: ``fit(recipe, model=…, data=…, on_epoch=…)``. Torch only."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from tricksearch.engine.fit import (
     fit,
     load_data,
     make_model,
+    materialize_lazy,
     resolve_device,
 )
 
@@ -23,6 +24,7 @@ __all__ = [
     "load_checkpoint",
     "load_data",
     "make_model",
+    "materialize_lazy",
     "resolve_device",
     "save_checkpoint",
 ]

@@ -1,14 +1,14 @@
 """The training loop: Recipe + model + data -> metrics per epoch.
 
-It reads top to bottom: build the pieces from the recipe, then for every epoch cut batches on the
-device, augment, mix, (perturb), forward, loss, backward, step, evaluate, report. Torch only: no
-ray, no optuna, so a recipe trains anywhere.
+:func:`fit` reads top to bottom as a page of phases: prepare (the model on the device, seeded
+batches, the pieces built from the recipe, the teacher), then for every epoch train (cut batches
+on the device; per batch augment, mix, (perturb), forward, loss, backward, step), evaluate,
+report; then the final scores. Torch only: no ray, no optuna, so a recipe trains anywhere.
 """
 
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 import time
 from collections.abc import Callable
@@ -18,13 +18,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.optim.swa_utils import AveragedModel
 
+from tricksearch.components import Components, build, model_options
 from tricksearch.data import DatasetSplits, load_dataset
-from tricksearch.data.loader import make_loader, to_float
+from tricksearch.data.loader import DeviceLoader, StreamingLoader, make_loader, to_float
+from tricksearch.engine.teacher import get_teacher
 from tricksearch.errors import ConfigError, ConfigTypeError
 from tricksearch.models import build_model
 from tricksearch.recipe import Recipe
-from tricksearch.tricks.build import Components, build, model_options
 
 __all__ = [
     "EpochMetrics",
@@ -34,6 +37,7 @@ __all__ = [
     "fit",
     "load_data",
     "make_model",
+    "materialize_lazy",
     "resolve_device",
 ]
 
@@ -117,18 +121,46 @@ ModelFactory = Callable[..., nn.Module]
 
 
 def make_model(
-    recipe: Recipe, data: DatasetSplits, model: str | ModelFactory | None = None
+    recipe: Recipe,
+    data: DatasetSplits,
+    model: str | ModelFactory | None = None,
+    *,
+    device: torch.device | str = "cpu",
 ) -> nn.Module:
-    """Build the model of the recipe (or a user's factory) for this dataset, seeded."""
+    """Build the model of the recipe (or a user's factory) for this dataset, seeded, on ``device``.
+
+    Lazily initialised modules (``nn.LazyLinear`` …) are materialised on the real data shape
+    (:func:`materialize_lazy`), so the model returned has every parameter.
+    """
     torch.manual_seed(recipe.budget.seed)
     spec: str | ModelFactory = recipe.model.name if model is None else model
-    return build_model(
+    net = build_model(
         spec,
         in_channels=data.channels,
         num_classes=data.num_classes,
         image_size=data.image_size,
         options=model_options(recipe),
     )
+    device = torch.device(device)
+    return materialize_lazy(net.to(device), data, device)
+
+
+def materialize_lazy(net: nn.Module, data: DatasetSplits, device: torch.device) -> nn.Module:
+    """Give the lazily initialised modules of ``net`` their parameters; a no-op without them.
+
+    One forward pass (no grad, eval mode) on two real training images on ``device``: before it,
+    an ``nn.LazyLinear`` has no weight to copy (EMA's averaged model), to edit (the class-prior
+    bias, zero-γ) or to hand to the optimizer.
+    """
+    lazy = (m for m in net.modules() if isinstance(m, LazyModuleMixin))
+    if not any(m.has_uninitialized_params() for m in lazy):
+        return net
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        net(to_float(data.x_train[:2].to(device), data.mean, data.std))
+    net.train(was_training)
+    return net
 
 
 @torch.no_grad()
@@ -159,22 +191,29 @@ def evaluate(
     return correct / max(n, 1), total_loss / max(n, 1)
 
 
-def _call_on_epoch(on_epoch: Callable[..., Any], metrics: EpochMetrics) -> None:
-    """Call ``on_epoch(metrics)``, or ``on_epoch(**fields)`` when it takes keywords only."""
-    try:
-        params = inspect.signature(on_epoch).parameters.values()
-    except (TypeError, ValueError):
-        on_epoch(metrics)
-        return
-    positional = [
-        p
-        for p in params
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
-    ]
-    if positional:
-        on_epoch(metrics)
-    else:
-        on_epoch(**metrics.as_dict())
+def _train_teacher(recipe: Recipe, data: DatasetSplits, device: torch.device) -> nn.Module:
+    """How :func:`~tricksearch.engine.teacher.get_teacher` trains a teacher it has not cached."""
+    return fit(recipe, data=data, device=device).model
+
+
+@dataclass
+class _Run:
+    """What the epochs of one :func:`fit` call share: the model on its device, the batches and
+    the pieces built from the recipe."""
+
+    net: nn.Module
+    data: DatasetSplits
+    device: torch.device
+    loader: DeviceLoader | StreamingLoader
+    parts: Components
+    teacher: nn.Module | None
+    scaler: torch.amp.GradScaler | None
+    step: int = 0  # global optimizer step, across epochs
+
+    @property
+    def eval_net(self) -> nn.Module:
+        """The network that is evaluated: the EMA copy when ``ema`` is on, else the model."""
+        return self.parts.ema if self.parts.ema is not None else self.net
 
 
 def fit(
@@ -182,7 +221,7 @@ def fit(
     *,
     model: nn.Module | str | ModelFactory | None = None,
     data: DatasetSplits | None = None,
-    on_epoch: Callable[..., Any] | None = None,
+    on_epoch: Callable[[EpochMetrics], object] | None = None,
     device: str | torch.device | None = None,
     evaluate_test: bool = False,
     teacher: nn.Module | None = None,
@@ -190,23 +229,62 @@ def fit(
 ) -> FitResult:
     """Train ``model`` (default: the recipe's) on ``data`` (default: the recipe's) per the recipe.
 
-    ``on_epoch`` is called after every epoch with :class:`EpochMetrics` (one positional argument)
-    or with its fields as keywords. Same seed and device give the same numbers. Raises
-    :class:`TrainingDiverged` when the loss becomes NaN/inf. ``max_device_bytes`` caps the size of
-    a train split kept on the device (larger ones stream through a DataLoader-style path).
+    ``on_epoch(metrics)`` is called after every epoch with that epoch's :class:`EpochMetrics`
+    (``metrics.as_dict()`` gives a plain dict). Same seed and device give the same numbers.
+    Raises :class:`TrainingDiverged` when the loss becomes NaN/inf. ``max_device_bytes`` caps the
+    size of a train split kept on the device (larger ones stream through a DataLoader-style path).
     """
     if not isinstance(recipe, Recipe):
         raise ConfigTypeError(f"recipe: got {type(recipe).__name__}, expected a Recipe.")
     dev = resolve_device(device)
     data = load_data(recipe) if data is None else data
-    if isinstance(model, nn.Module):
-        net = model
-        fresh = False
-    else:
-        net = make_model(recipe, data, model)
-        fresh = True
-    net = net.to(dev)
+    run = _prepare(recipe, model, data, dev, teacher, max_device_bytes)
+    snapshot_epochs = set(run.parts.lr_schedule.snapshot_epochs())
+    snapshots: list[nn.Module] = []
+    history: list[EpochMetrics] = []
+    images = 0
+    t_start = time.perf_counter()
+    for epoch in range(recipe.budget.epochs):
+        t0 = time.perf_counter()
+        train_loss, correct, seen, lr = _train_epoch(run, epoch)
+        images += seen
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(
+                f"training diverged at epoch {epoch + 1}: the mean training loss is {train_loss} "
+                f"(lr {lr:.3g} at the end of the epoch); lower budget.lr or switch tricks off."
+            )
+        if epoch in snapshot_epochs:
+            snapshots.append(copy.deepcopy(run.eval_net).eval())
+        val_acc, val_loss = evaluate(run.eval_net, data.x_val, data.y_val, data, dev)
+        metrics = EpochMetrics(
+            epoch=epoch + 1,
+            train_loss=train_loss,
+            train_acc=correct / max(seen, 1),
+            val_loss=val_loss,
+            val_acc=val_acc,
+            lr=lr,
+            epoch_seconds=time.perf_counter() - t0,
+        )
+        history.append(metrics)
+        if on_epoch is not None:
+            on_epoch(metrics)
+    return _result(run, history, snapshots, evaluate_test, images, t_start)
 
+
+def _prepare(
+    recipe: Recipe,
+    model: nn.Module | str | ModelFactory | None,
+    data: DatasetSplits,
+    dev: torch.device,
+    teacher: nn.Module | None,
+    max_device_bytes: int | None,
+) -> _Run:
+    """Set up one training: the model on the device (lazy modules materialised), seeded batches,
+    the recipe's pieces (which edit a fresh model: zero-γ, class-prior bias) and the teacher."""
+    if isinstance(model, nn.Module):
+        net, fresh = materialize_lazy(model.to(dev), data, dev), False
+    else:
+        net, fresh = make_model(recipe, data, model, device=dev), True
     budget = recipe.budget
     torch.manual_seed(budget.seed)
     # The train split lives on the device when it fits in ``max_device_bytes`` (default 2 GiB);
@@ -215,7 +293,7 @@ def fit(
     loader = make_loader(
         data, budget.batch_size, split="train", device=dev, shuffle=True, seed=budget.seed, **extra
     )
-    parts: Components = build(
+    parts = build(
         recipe,
         net,
         num_classes=data.num_classes,
@@ -228,93 +306,84 @@ def fit(
     )
     parts.precision.check(dev)  # e.g. fp16 on a CPU: refused now, not at step 1
     if parts.uses_teacher and teacher is None:
-        from tricksearch.engine.teacher import get_teacher
-
-        teacher = get_teacher(recipe, data, device=dev)
+        teacher = get_teacher(recipe, data, device=dev, train=_train_teacher)
     if teacher is not None:
         teacher = teacher.to(dev).eval()
-    scaler = parts.precision.scaler(dev)
-    snapshot_epochs = set(parts.lr_schedule.snapshot_epochs())
-    snapshots: list[nn.Module] = []
+    return _Run(net, data, dev, loader, parts, teacher, parts.precision.scaler(dev))
 
-    history: list[EpochMetrics] = []
-    step, images = 0, 0
-    t_start = time.perf_counter()
-    for epoch in range(budget.epochs):
-        t0 = time.perf_counter()
-        net.train()
-        # Summed on the device: no host sync in the training step (checked once per epoch).
-        loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
-        correct = torch.zeros((), dtype=torch.int64, device=dev)
-        seen = 0
-        lr = parts.lr_schedule.lr_at(step)
-        for xb, yb in loader.epoch(epoch):
-            lr = parts.set_lr(step)
-            if parts.augment is not None:
-                xb = parts.augment(xb, epoch)
-            x = to_float(xb, data.mean, data.std)
-            if parts.multiscale is not None:
-                x = parts.multiscale(x, epoch)
-            target: torch.Tensor = yb
-            if parts.mixer is not None:
-                x, target = parts.mixer(x, yb)
-            if parts.adversarial is not None:
-                # The attack raises the task loss (cross entropy on the hard or soft target),
-                # not the distillation or flooding terms of the training loss.
-                x = parts.adversarial(net, x, target, F.cross_entropy)
-            with parts.precision.autocast(dev):
-                logits = net(x)
-                teacher_logits = None
-                if teacher is not None:
-                    with torch.no_grad():
-                        teacher_logits = teacher(x).float()
-            loss = parts.loss(logits.float(), target, teacher_logits=teacher_logits)
-            parts.optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                if parts.grad_clip is not None:
-                    scaler.unscale_(parts.optimizer)
-                    nn.utils.clip_grad_norm_(net.parameters(), parts.grad_clip)
-                scaler.step(parts.optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                if parts.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(net.parameters(), parts.grad_clip)
-                parts.optimizer.step()
-            if parts.ema is not None:
-                parts.ema.update_parameters(net)
-            step += 1
-            n = len(yb)
-            seen += n
-            loss_sum += loss.detach().double() * n
-            hard = target.argmax(1) if target.ndim == 2 else target
-            correct += (logits.argmax(1) == hard).sum()
-        images += seen
-        train_loss = loss_sum.item() / max(seen, 1)
-        if not math.isfinite(train_loss):
-            raise TrainingDiverged(
-                f"training diverged at epoch {epoch + 1}: the mean training loss is {train_loss} "
-                f"(lr {lr:.3g} at the end of the epoch); lower budget.lr or switch tricks off."
-            )
-        if epoch in snapshot_epochs:
-            snapshots.append(copy.deepcopy(parts.ema if parts.ema is not None else net).eval())
-        eval_net = parts.ema if parts.ema is not None else net
-        val_acc, val_loss = evaluate(eval_net, data.x_val, data.y_val, data, dev)
-        metrics = EpochMetrics(
-            epoch=epoch + 1,
-            train_loss=train_loss,
-            train_acc=correct.item() / max(seen, 1),
-            val_loss=val_loss,
-            val_acc=val_acc,
-            lr=lr,
-            epoch_seconds=time.perf_counter() - t0,
-        )
-        history.append(metrics)
-        if on_epoch is not None:
-            _call_on_epoch(on_epoch, metrics)
 
-    final_net = parts.ema if parts.ema is not None else net
+def _train_epoch(run: _Run, epoch: int) -> tuple[float, int, int, float]:
+    """One pass over the training batches: (mean training loss, correct, samples, last LR)."""
+    run.net.train()
+    # Summed on the device: no host sync in the training step (read once per epoch).
+    loss_sum = torch.zeros((), dtype=torch.float64, device=run.device)
+    correct = torch.zeros((), dtype=torch.int64, device=run.device)
+    seen = 0
+    lr = run.parts.lr_schedule.lr_at(run.step)
+    for xb, yb in run.loader.epoch(epoch):
+        lr = run.parts.set_lr(run.step)
+        loss, logits, target = _train_step(run, xb, yb, epoch)
+        run.step += 1
+        n = len(yb)
+        seen += n
+        loss_sum += loss.detach().double() * n
+        hard = target.argmax(1) if target.ndim == 2 else target
+        correct += (logits.argmax(1) == hard).sum()
+    return loss_sum.item() / max(seen, 1), int(correct.item()), seen, lr
+
+
+def _train_step(
+    run: _Run, xb: torch.Tensor, yb: torch.Tensor, epoch: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Augment, mix, (perturb), forward, loss, backward, step, EMA: (loss, logits, target)."""
+    parts, net = run.parts, run.net
+    if parts.augment is not None:
+        xb = parts.augment(xb, epoch)
+    x = to_float(xb, run.data.mean, run.data.std)
+    if parts.multiscale is not None:
+        x = parts.multiscale(x, epoch)
+    target = yb
+    if parts.mixer is not None:
+        x, target = parts.mixer(x, yb)
+    if parts.adversarial is not None:
+        # The attack raises the task loss (cross entropy on the hard or soft target), not the
+        # distillation or flooding terms of the training loss.
+        x = parts.adversarial(net, x, target, F.cross_entropy)
+    with parts.precision.autocast(run.device):
+        logits = net(x)
+        teacher_logits = None
+        if run.teacher is not None:
+            with torch.no_grad():
+                teacher_logits = run.teacher(x).float()
+    loss = parts.loss(logits.float(), target, teacher_logits=teacher_logits)
+    parts.optimizer.zero_grad(set_to_none=True)
+    if run.scaler is not None:
+        run.scaler.scale(loss).backward()
+        if parts.grad_clip is not None:
+            run.scaler.unscale_(parts.optimizer)
+            nn.utils.clip_grad_norm_(net.parameters(), parts.grad_clip)
+        run.scaler.step(parts.optimizer)
+        run.scaler.update()
+    else:
+        loss.backward()
+        if parts.grad_clip is not None:
+            nn.utils.clip_grad_norm_(net.parameters(), parts.grad_clip)
+        parts.optimizer.step()
+    if parts.ema is not None:
+        parts.ema.update_parameters(net)
+    return loss, logits, target
+
+
+def _result(
+    run: _Run,
+    history: list[EpochMetrics],
+    snapshots: list[nn.Module],
+    evaluate_test: bool,
+    images: int,
+    t_start: float,
+) -> FitResult:
+    """The final scores: the last epoch's, or the snapshot ensemble's; test only when asked."""
+    data, dev, final_net = run.data, run.device, run.eval_net
     members = snapshots if len(snapshots) > 1 else None
     if members:
         val_acc, val_loss = evaluate(final_net, data.x_val, data.y_val, data, dev, models=members)
@@ -325,9 +394,7 @@ def fit(
         test_acc, test_loss = evaluate(
             final_net, data.x_test, data.y_test, data, dev, models=members
         )
-    final_model = (
-        final_net.module if hasattr(final_net, "module") and parts.ema is not None else net
-    )
+    ema = run.parts.ema
     return FitResult(
         history=history,
         val_acc=val_acc,
@@ -336,6 +403,6 @@ def fit(
         test_loss=test_loss,
         seconds=time.perf_counter() - t_start,
         device=str(dev),
-        model=final_model,
+        model=ema.module if isinstance(ema, AveragedModel) else run.net,
         images_seen=images,
     )

@@ -4,6 +4,9 @@ The cache is keyed by the dataset section, the teacher model, its training recip
 so a search of many trials trains the teacher once. It lives in ``$TRICKSEARCH_CACHE/teachers``
 (the search points this at its run folder) or ``~/.cache/tricksearch/teachers``; a file lock
 keeps parallel trials from training the same teacher twice.
+
+The training itself is the caller's: :func:`get_teacher` receives it as ``train`` (the engine
+passes its own ``fit``), so this module does not import the training loop that imports it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -21,7 +25,10 @@ from tricksearch.data import DatasetSplits
 from tricksearch.engine.checkpoint import load_checkpoint, save_checkpoint
 from tricksearch.recipe import Recipe
 
-__all__ = ["cache_dir", "get_teacher", "teacher_recipe"]
+__all__ = ["TrainTeacher", "cache_dir", "get_teacher", "teacher_recipe"]
+
+#: Trains a fresh model of a recipe on the data, on the device, and returns it.
+TrainTeacher = Callable[[Recipe, DatasetSplits, torch.device], nn.Module]
 
 _MEMORY: dict[str, nn.Module] = {}
 
@@ -51,8 +58,11 @@ def teacher_recipe(recipe: Recipe) -> Recipe:
     )
 
 
-def get_teacher(recipe: Recipe, data: DatasetSplits, *, device: torch.device) -> nn.Module:
-    """The teacher the recipe's distillation trick names, loaded or trained (once) and cached."""
+def get_teacher(
+    recipe: Recipe, data: DatasetSplits, *, device: torch.device, train: TrainTeacher
+) -> nn.Module:
+    """The teacher the recipe's distillation trick names, loaded, or trained (once) by ``train``
+    on :func:`teacher_recipe` and cached."""
     name = recipe.loss["distillation"]["teacher"]
     if name.endswith(".pt") or Path(name).is_file():
         return load_checkpoint(name, map_location=device)
@@ -65,14 +75,12 @@ def get_teacher(recipe: Recipe, data: DatasetSplits, *, device: torch.device) ->
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.is_file():
-            from tricksearch.engine.fit import fit
-
-            result = fit(t_recipe, data=data, device=device)
-            from tricksearch.tricks.build import model_options
+            trained = train(t_recipe, data, device)
+            from tricksearch.components import model_options
 
             save_checkpoint(
                 path,
-                result.model,
+                trained,
                 model_name=name,
                 options=model_options(t_recipe),
                 in_channels=data.channels,

@@ -69,14 +69,16 @@ class MLP(nn.Module):
         return self.fc
 
     def forward(self, x: Tensor) -> Tensor:
-        """Logits ``[B, num_classes]`` for images ``[B, C, H, W]``."""
+        """Logits ``[B, num_classes]`` for any input ``[B, ...]`` (images ``[B, C, H, W]``,
+        signals ``[B, C, L]``, feature vectors ``[B, F]``), flattened."""
         return self.fc(self.dropout(self.features(x)))
 
 
 def build_mlp(
     in_channels: int, num_classes: int, image_size: tuple[int, int], reader: OptionReader
 ) -> MLP:
-    """Build ``mlp`` from checked options."""
+    """Build ``mlp`` from checked options: ``in_channels * H * W`` inputs (``C * L`` for signals
+    passed as ``image_size=(1, L)``, ``F`` for feature vectors)."""
     norm = read_norm(reader, "none", ("none", "batch", "group"))
     model = MLP(
         in_channels * image_size[0] * image_size[1],

@@ -1,9 +1,10 @@
 """The model registry: built-in names, ``torchvision:NAME``, and user callables.
 
-``build_model`` is the one entry point; it checks the sizes and the ``options`` (unknown keys are
-an error listing the allowed ones) before building anything. ``model_traits`` tells the trick
-library what a model offers (residual blocks with ``last_bn`` for zero-gamma, a global pool so any
-input size works) without building it.
+``build_model`` is the one entry point; it checks the sizes, the data kind and the ``options``
+(unknown keys are an error listing the allowed ones) before building anything. ``model_traits``
+tells the trick library what a model offers (residual blocks with ``last_bn`` for zero-gamma, a
+global pool so any input size works) without building it; ``model_kinds`` which data kinds
+(image, signal, features) it takes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import nn
 
 from tricksearch.errors import ConfigError, ConfigTypeError
 from tricksearch.models._cnn import CNN_OPTIONS, MLP_OPTIONS, build_cnn_small, build_mlp
+from tricksearch.models._cnn1d import CNN1D_OPTIONS, build_cnn1d
 from tricksearch.models._layers import OptionReader
 from tricksearch.models._resnet import RESNET_OPTIONS, build_resnet_cifar
 from tricksearch.models._torchvision import (
@@ -25,7 +27,15 @@ from tricksearch.models._torchvision import (
     torchvision_traits,
 )
 
-__all__ = ["build_model", "get_classifier", "list_models", "model_options", "model_traits"]
+__all__ = [
+    "build_model",
+    "get_classifier",
+    "list_models",
+    "model_kinds",
+    "model_options",
+    "model_traits",
+    "models_for_kind",
+]
 
 Builder = Callable[[int, int, tuple[int, int], OptionReader], nn.Module]
 _TV_PREFIX = "torchvision:"
@@ -37,14 +47,17 @@ class _Entry:
     build: Builder
     options: Mapping[str, str]
     traits: Mapping[str, bool]
+    kinds: tuple[str, ...] = ("image",)
 
 
 _MODELS: dict[str, _Entry] = {
     "mlp": _Entry(
-        "multi-layer perceptron: flatten -> hidden layers -> linear (fixed input size)",
+        "multi-layer perceptron: flatten -> hidden layers -> linear (fixed input size); "
+        "images, signals or feature vectors",
         build_mlp,
         MLP_OPTIONS,
         {"residual": False, "adaptive_pool": False},
+        ("image", "signal", "features"),
     ),
     "cnn-small": _Entry(
         "three conv-norm-act blocks (width, 2w, 4w) with max-pool, global average pool, linear; "
@@ -60,7 +73,18 @@ _MODELS: dict[str, _Entry] = {
         RESNET_OPTIONS,
         {"residual": True, "adaptive_pool": True},
     ),
+    "cnn1d": _Entry(
+        "for 1-D signals [N, C, L]: three Conv1d-norm-act blocks (width, 2w, 4w) with max-pool, "
+        "global average pool, linear; any length",
+        build_cnn1d,
+        CNN1D_OPTIONS,
+        {"residual": False, "adaptive_pool": True},
+        ("signal",),
+    ),
 }
+
+#: Data kinds every model takes (signals pass their length as ``image_size = (1, L)``).
+_KINDS = ("image", "signal", "features")
 
 
 def list_models() -> dict[str, str]:
@@ -92,6 +116,33 @@ def _parse(name: Any) -> tuple[str, str]:
     return "builtin", key
 
 
+def model_kinds(model: str) -> tuple[str, ...]:
+    """The data kinds (``image``, ``signal``, ``features``) model ``model`` is built for.
+
+    ``torchvision:NAME`` models take images only; ``mlp`` flattens any input.
+    """
+    kind, key = _parse(model)
+    return ("image",) if kind == "torchvision" else _MODELS[key].kinds
+
+
+def models_for_kind(kind: str) -> list[str]:
+    """The built-in model names (and ``torchvision:NAME`` for images) that take ``kind`` data."""
+    names = [k for k, e in _MODELS.items() if kind in e.kinds]
+    return names + (["torchvision:NAME"] if kind == "image" else [])
+
+
+def _check_kind(label: str, kinds: tuple[str, ...], kind: str | None) -> None:
+    """Refuse a model built for other data kinds, naming the models that fit ``kind``."""
+    if kind is None or kind in kinds:
+        return
+    if kind not in _KINDS:
+        raise ConfigError(f"kind: got {kind!r}, expected one of {', '.join(_KINDS)}")
+    raise ConfigError(
+        f"model {label!r} works on {' or '.join(kinds)} data, not {kind} data; models for "
+        f"{kind} data: {', '.join(models_for_kind(kind))}, or a callable returning an nn.Module"
+    )
+
+
 def model_options(model: str) -> dict[str, str]:
     """The options model ``model`` accepts, each with what it does and its default."""
     kind, key = _parse(model)
@@ -109,14 +160,20 @@ def model_traits(model: str | nn.Module) -> dict[str, bool]:
     if isinstance(model, nn.Module):
         return {
             "residual": any(hasattr(m, "last_bn") for m in model.modules()),
-            "adaptive_pool": any(
-                isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) for m in model.modules()
-            ),
+            "adaptive_pool": any(isinstance(m, _ADAPTIVE_POOLS) for m in model.modules()),
         }
     kind, key = _parse(model)
     if kind == "torchvision":
         return dict(torchvision_traits(key))
     return dict(_MODELS[key].traits)
+
+
+_ADAPTIVE_POOLS = (
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+)
 
 
 def get_classifier(model: nn.Module) -> nn.Linear:
@@ -204,8 +261,16 @@ def build_model(
     image_size: tuple[int, int] | int,
     options: Mapping[str, Any] | None = None,
     option_fields: Mapping[str, str] | None = None,
+    kind: str | None = None,
 ) -> nn.Module:
-    """Build an untrained model for ``in_channels`` x ``image_size`` images and ``num_classes``.
+    """Build an untrained model for ``in_channels`` x ``image_size`` inputs and ``num_classes``.
+
+    Signals ``[N, C, L]`` come as ``in_channels=C, image_size=(1, L)`` and feature vectors
+    ``[N, F]`` as ``in_channels=F, image_size=(1, 1)`` (``DatasetSplits.channels`` and
+    ``image_size``). ``kind`` (``"image"``, ``"signal"``, ``"features"``: ``DatasetSplits.kind``)
+    refuses a built-in model made for other data, e.g. ``cnn-small`` on signals, with a
+    ``ConfigError`` naming the models that fit (:func:`model_kinds`); ``None`` skips that check.
+    Callables are trusted with any kind.
 
     ``model`` is a name from :func:`list_models`, ``torchvision:NAME``, or a callable (a
     function or an ``nn.Module`` class) that is called with whichever of ``in_channels``,
@@ -225,10 +290,12 @@ def build_model(
     size = _image_size(image_size)
     if callable(model) and not isinstance(model, str):
         return _build_callable(model, in_channels, num_classes, size, options)
-    kind, key = _parse(model)
-    if kind == "torchvision":
+    source, key = _parse(model)
+    if source == "torchvision":
+        _check_kind(f"torchvision:{key}", ("image",), kind)
         reader = OptionReader(f"torchvision:{key}", options, TORCHVISION_OPTIONS, option_fields)
         return build_torchvision(key, in_channels, num_classes, size, reader)
     entry = _MODELS[key]
+    _check_kind(key, entry.kinds, kind)
     reader = OptionReader(key, options, entry.options, option_fields)
     return entry.build(in_channels, num_classes, size, reader)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,14 +63,6 @@ def pooled_std(a: list[float], b: list[float]) -> float | None:
     return math.sqrt(ss / dof)
 
 
-def _mean(values: list[float]) -> float | None:
-    return statistics.fmean(values) if values else None
-
-
-def _std(values: list[float]) -> float | None:
-    return statistics.stdev(values) if len(values) > 1 else None
-
-
 @dataclass
 class AblationRow:
     """One row of the table: a configuration, its scores per seed and its comparison."""
@@ -90,12 +83,12 @@ class AblationRow:
     @property
     def mean(self) -> float | None:
         """Mean validation accuracy over the seeds that finished."""
-        return _mean(self.val_acc)
+        return statistics.fmean(self.val_acc) if self.val_acc else None
 
     @property
     def std(self) -> float | None:
         """Sample standard deviation (n−1) over the seeds that finished; None below 2 seeds."""
-        return _std(self.val_acc)
+        return statistics.stdev(self.val_acc) if len(self.val_acc) > 1 else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -232,8 +225,6 @@ def _seed_word(row: AblationRow, n: int) -> str:
 
 
 def _wrap(text: str, width: int = 100) -> str:
-    import textwrap
-
     return "\n".join(textwrap.wrap(text, width))
 
 
@@ -380,41 +371,12 @@ def ablate(
     recipe = recipe.without_provenance() if recipe.provenance else recipe
     rows = _plan(recipe)
     seed_list = list(range(seeds))
-    say = progress or (lambda line: None)
-
-    unique: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        unique.setdefault(_key(row.recipe), row.recipe)
-    jobs = [(key, r, s) for key, r in unique.items() for s in seed_list]
-    results: dict[str, list[dict[str, Any]]] = {key: [] for key in unique}
-    labels: dict[str, list[str]] = {}
-    for row in rows:
-        labels.setdefault(_key(row.recipe), []).append(row.label)
-
     t0 = time.perf_counter()
-    count = 0
-
-    def done(key: str, res: dict[str, Any]) -> None:
-        nonlocal count
-        count += 1
-        results[key].append(res)
-        score = f"val_acc {res['val_acc']:.4f}" if "val_acc" in res else f"failed: {res['error']}"
-        say(
-            f"[{count}/{len(jobs)}] {' = '.join(labels[key])}, seed {res['seed']}: {score} "
-            f"({res['seconds']:.1f}s)"
-        )
-
     if data is None:  # once, shared by every training (and shipped once to Ray)
         from tricksearch.engine import load_data
 
         data = load_data(recipe)
-    if parallel and _ray_available():
-        _run_ray(jobs, data, device, done)
-    else:
-        if parallel:
-            say("note: ray is not installed; training one configuration after the other.")
-        _run_sequential(jobs, data, device, done)
-
+    results = _train_rows(rows, seed_list, data, parallel, device, progress or (lambda line: None))
     for row in rows:
         res = sorted(results[_key(row.recipe)], key=lambda r: r["seed"])
         row.seeds = [r["seed"] for r in res if "val_acc" in r]
@@ -426,8 +388,44 @@ def ablate(
         seeds=seed_list,
         rows=rows,
         seconds=time.perf_counter() - t0,
-        trainings=len(jobs),
+        trainings=len(results) * len(seed_list),
     )
+
+
+def _train_rows(
+    rows: list[AblationRow],
+    seeds: list[int],
+    data: DatasetSplits | None,
+    parallel: bool,
+    device: str | None,
+    say: Progress,
+) -> dict[str, list[dict[str, Any]]]:
+    """Train every distinct configuration of ``rows`` with every seed: key -> one result per seed
+    (``{"seed", "val_acc", "seconds"}`` or ``{"seed", "error", "seconds"}``)."""
+    unique: dict[str, dict[str, Any]] = {}
+    labels: dict[str, list[str]] = {}
+    for row in rows:
+        unique.setdefault(_key(row.recipe), row.recipe)
+        labels.setdefault(_key(row.recipe), []).append(row.label)
+    jobs = [(key, r, s) for key, r in unique.items() for s in seeds]
+    results: dict[str, list[dict[str, Any]]] = {key: [] for key in unique}
+
+    def done(key: str, res: dict[str, Any]) -> None:
+        results[key].append(res)
+        count = sum(map(len, results.values()))
+        score = f"val_acc {res['val_acc']:.4f}" if "val_acc" in res else f"failed: {res['error']}"
+        say(
+            f"[{count}/{len(jobs)}] {' = '.join(labels[key])}, seed {res['seed']}: {score} "
+            f"({res['seconds']:.1f}s)"
+        )
+
+    if parallel and _ray_available():
+        _run_ray(jobs, data, device, done)
+    else:
+        if parallel:
+            say("note: ray is not installed; training one configuration after the other.")
+        _run_sequential(jobs, data, device, done)
+    return results
 
 
 def load_ablation(path: str | Path) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Per-trick importance from the Optuna study of a search.
 
-Optuna rates each *parameter* (flat key) of the study; a trick owns several: its switch
-``"{family}.{trick}"`` and its parameters ``"{family}.{trick}.{param}"``. The importance of a trick
+Optuna rates each *parameter* (flat key, read with :func:`tricksearch.spaces.parse_key`) of the
+study; a trick owns several: its switch ``"{family}.{trick}"`` and its parameters
+``"{family}.{trick}.{param}"``. The importance of a trick
 is the sum over the keys it owns, normalised so that all entries sum to 1. Two kinds of key belong
 to no single trick and keep entries of their own: the choice of an exclusive group
 (``"schedule.decay"``: *which* LR decay; entry ``"decay"``) and the budget dimensions
@@ -23,9 +24,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tricksearch.errors import ConfigError
+from tricksearch.spaces import exclusive_groups, parse_key
 from tricksearch.tricks._base import registered_tricks
+
+if TYPE_CHECKING:  # pragma: no cover - optuna is only ever passed in
+    import optuna
 
 __all__ = [
     "MIN_RATED",
@@ -39,32 +45,24 @@ __all__ = [
 ]
 
 
-def _groups() -> dict[tuple[str, str], list[str]]:
-    """(family, group) -> member tricks."""
-    out: dict[tuple[str, str], list[str]] = {}
-    for name, spec in registered_tricks().items():
-        if spec.group is not None:
-            out.setdefault((spec.family, spec.group), []).append(name)
-    return out
-
-
 def trick_of_key(key: str) -> str:
     """The entry a flat search key counts towards.
 
     ``"loss.label_smoothing"`` and ``"loss.label_smoothing.epsilon"`` -> ``"label_smoothing"``;
     ``"schedule.decay"`` (an exclusive-group choice) -> ``"decay"``; ``"budget.lr"`` ->
-    ``"budget.lr"``; anything else -> its second dot-component (or the key itself).
+    ``"budget.lr"``; a key that is not a flat key of the registered tricks -> the key itself.
     """
-    parts = key.split(".")
-    if parts[0] == "budget" or len(parts) < 2:
+    try:
+        parsed = parse_key(key)
+    except ConfigError:
         return key
-    # A switch, a trick's parameter, and a group choice all name their entry second.
-    return parts[1]
+    # A switch, a trick's parameter, and a group choice all count towards the name they hold.
+    return key if parsed.kind == "budget" else parsed.name
 
 
 def entry_label(entry: str) -> str:
     """How an importance entry is shown: a group choice is marked ``"decay [group choice]"``."""
-    names = {group for (_, group) in _groups()} - set(registered_tricks())
+    names = {group for (_, group) in exclusive_groups()} - set(registered_tricks())
     return f"{entry} [group choice]" if entry in names else entry
 
 
@@ -75,17 +73,15 @@ def tricks_of_params(params: dict[str, Any]) -> list[str]:
     Members forced on by the space have no switch and are not visible here.
     """
     tricks = registered_tricks()
-    groups = _groups()
     on: set[str] = set()
     for key, value in params.items():
-        parts = key.split(".")
-        if len(parts) != 2 or parts[0] == "budget":
+        try:
+            parsed = parse_key(key)
+        except ConfigError:
             continue
-        family, name = parts
-        if name in tricks and tricks[name].family == family:
-            if value is True:
-                on.add(name)
-        elif (family, name) in groups and isinstance(value, str) and value in tricks:
+        if parsed.kind == "switch" and value is True:
+            on.add(parsed.name)
+        elif parsed.kind == "group" and isinstance(value, str) and value in tricks:
             on.add(value)
     return [n for n in tricks if n in on]
 
@@ -113,7 +109,7 @@ def group_by_trick(param_importances: dict[str, float]) -> dict[str, float]:
 MIN_RATED = 20
 
 
-def choose_fidelity(trials: list[Any]) -> tuple[int | None, int]:
+def choose_fidelity(trials: list[optuna.trial.FrozenTrial]) -> tuple[int | None, int]:
     """(epoch to compare the trials at, or None for their final values; how many trials that
     rates), from the trials of a study (see the module docstring)."""
     complete = sum(
@@ -161,8 +157,8 @@ class ImportanceResult:
         return self.reason is None and bool(self.by_trick)
 
 
-def trick_importance(study: Any) -> ImportanceResult:
-    """Per-trick importance of ``study`` (an ``optuna.Study``); see the module docstring.
+def trick_importance(study: optuna.Study) -> ImportanceResult:
+    """Per-trick importance of ``study``; see the module docstring.
 
     Needs at least two rated trials with different values; otherwise returns a result whose
     ``reason`` says why, instead of raising.

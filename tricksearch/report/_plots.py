@@ -10,7 +10,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "TrialPoint",
@@ -24,7 +27,7 @@ _DPI = 120
 _GOOD, _BAD, _NEUTRAL, _ACCENT = "#2a9d8f", "#e76f51", "#9aa0a6", "#264653"
 
 
-def _figure(width: float, height: float) -> Any:
+def _figure(width: float, height: float) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -33,7 +36,7 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -78,16 +81,7 @@ def plot_history(
         if group:
             ax.scatter([t.number for t in group], [t.value for t in group], **style)
     if complete:
-        order = sorted(complete, key=lambda t: t.number)
-        best, xs, ys = None, [], []
-        for t in order:
-            v = float(t.value)  # type: ignore[arg-type]
-            best = v if best is None else (max(best, v) if maximize else min(best, v))
-            xs.append(t.number)
-            ys.append(best)
-        last = max((t.number for t in trials), default=xs[-1])
-        xs.append(last)
-        ys.append(ys[-1])
+        xs, ys = _best_so_far(complete, last=max(t.number for t in trials), maximize=maximize)
         ax.step(xs, ys, where="post", color=_GOOD, linewidth=2, label="best so far", zorder=2)
     if values:
         lo, hi = min(values), max(values)
@@ -121,6 +115,21 @@ def plot_history(
     if trials:
         ax.legend(loc="best", fontsize=8)
     return _save(fig, path)
+
+
+def _best_so_far(
+    complete: list[TrialPoint], *, last: int, maximize: bool
+) -> tuple[list[int], list[float]]:
+    """The best value so far after each COMPLETE trial, held flat to trial number ``last``."""
+    best: float | None = None
+    xs: list[int] = []
+    ys: list[float] = []
+    for t in sorted(complete, key=lambda t: t.number):
+        v = float(t.value)  # type: ignore[arg-type]
+        best = v if best is None else (max(best, v) if maximize else min(best, v))
+        xs.append(t.number)
+        ys.append(best)
+    return [*xs, last], [*ys, ys[-1]]
 
 
 def plot_importance(
@@ -237,5 +246,5 @@ def plot_recipe_vs_baseline(evidence: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def _finite(v: Any) -> bool:
+def _finite(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

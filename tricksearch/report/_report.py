@@ -10,31 +10,30 @@ the end of every search and by ``tricksearch report RUN_DIR``.
 from __future__ import annotations
 
 import json
-import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tricksearch.errors import ConfigError, TricksearchError
 from tricksearch.recipe import Recipe, load_recipe
-from tricksearch.report._importance import (
-    ImportanceResult,
-    entry_label,
-    trick_importance,
-    tricks_of_params,
+from tricksearch.report._importance import trick_importance
+from tricksearch.report._plots import TrialPoint, plot_ablation, plot_recipe_vs_baseline
+from tricksearch.report._report_study import (
+    history_section,
+    importance_section,
+    top_trials,
+    trial_point,
 )
-from tricksearch.report._plots import (
-    TrialPoint,
-    plot_ablation,
-    plot_history,
-    plot_importance,
-    plot_recipe_vs_baseline,
-)
-from tricksearch.report._show import evidence_lines, implicit_defaults, trick_lines
-from tricksearch.tuning._study import STUDY_NAME, load_study, outcome
+from tricksearch.report._show import evidence_lines, fmt_number, implicit_defaults, trick_lines
+from tricksearch.tuning._study import STUDY_NAME, load_study
 
-__all__ = ["STUDY_NAME", "load_study", "write_report"]
+if TYPE_CHECKING:  # optuna is imported by load_study, when a report is written
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial
 
-#: The name of the Optuna study a search writes into ``study.db``.
+__all__ = ["write_report"]
+
+#: The figures a report may draw; those not drawn this time are removed from the run folder.
 _FIGURES = ("history.png", "importance.png", "ablation.png", "recipe_vs_baseline.png")
 
 
@@ -48,39 +47,37 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return raw if isinstance(raw, dict) else None
 
 
-def _trial_epochs(t: Any) -> int:
-    epochs = t.user_attrs.get("epochs")
-    if epochs is not None:
-        return int(epochs)
-    return int(max(t.intermediate_values, default=0))
+@dataclass
+class _Run:
+    """What a search left in its folder, read once: the study and, when present, the settings
+    (``search.json``), the results, the best recipe and its provenance (the evidence)."""
+
+    dir: Path
+    study: Study
+    config: dict[str, Any]
+    results: dict[str, Any]
+    recipe: Recipe | None
+    recipe_error: str | None
+    prov: dict[str, Any]
+    metric: str
+    trials: list[FrozenTrial]
+    points: list[TrialPoint]
+
+    @property
+    def maximize(self) -> bool:
+        return self.study.direction.name == "MAXIMIZE"
+
+    @property
+    def epochs(self) -> int | None:
+        """The full budget: from the settings, else the provenance, else the recipe."""
+        return (
+            self.config.get("epochs")
+            or (self.prov.get("budget") or {}).get("epochs")
+            or (self.recipe.budget.epochs if self.recipe else None)
+        )
 
 
-def _trial_value(t: Any) -> float | None:
-    if t.value is not None:
-        return float(t.value)
-    if t.intermediate_values:
-        return float(t.intermediate_values[max(t.intermediate_values)])
-    return None
-
-
-def _fmt(v: Any, spec: str = ".4f") -> str:
-    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-        return format(v, spec)
-    return "n/a"
-
-
-def _remove_stale(run_dir: Path, written: set[str]) -> None:
-    for name in _FIGURES:
-        if name not in written:
-            (run_dir / name).unlink(missing_ok=True)
-
-
-def write_report(run_dir: str | Path) -> Path:
-    """Write ``RUN_DIR/report.md`` and its PNG figures; return the path of ``report.md``.
-
-    Raises :class:`~tricksearch.errors.ConfigError` when the folder or its study is missing.
-    """
-    run_dir = Path(run_dir)
+def _read_run(run_dir: Path) -> _Run:
     study = load_study(run_dir)
     config = _read_json(run_dir / "search.json") or {}
     results = _read_json(run_dir / "results.json") or {}
@@ -93,133 +90,59 @@ def write_report(run_dir: str | Path) -> Path:
             recipe_error = str(exc)
     prov: dict[str, Any] = results.get("summary") or (recipe.provenance if recipe else {}) or {}
     metric = config.get("metric") or (prov.get("search") or {}).get("metric") or "val_acc"
-
-    maximize = study.direction.name == "MAXIMIZE"
     trials = study.get_trials(deepcopy=False)
-    points = [TrialPoint(t.number, outcome(t), _trial_value(t), _trial_epochs(t)) for t in trials]
-    written: set[str] = set()
-    md: list[str] = [f"# tricksearch report: {run_dir.resolve().name}", ""]
+    points = [trial_point(t) for t in trials]
+    return _Run(run_dir, study, config, results, recipe, recipe_error, prov, metric, trials, points)
 
-    # -- summary ------------------------------------------------------------------------------
-    md += _summary(config, prov, recipe, points, metric)
-    if recipe_error:
-        md += [f"> best_recipe.yaml could not be read: {recipe_error}", ""]
 
-    # -- the recipe ---------------------------------------------------------------------------
-    if recipe is not None:
-        md += ["## The recipe", "", "```"]
-        tl = trick_lines(recipe, indent="")
-        md += tl or ["no trick on: the baseline won"]
-        defaults = implicit_defaults(recipe)
-        if defaults:
-            md.append("defaults in effect: " + "; ".join(defaults))
-        md += [
-            "```",
-            "",
-            f"Reproduce: `tricksearch train --recipe {run_dir / 'best_recipe.yaml'}`",
-            "",
-        ]
-    if prov.get("recipe") or prov.get("baseline"):
-        plot_recipe_vs_baseline(prov, run_dir / "recipe_vs_baseline.png")
-        written.add("recipe_vs_baseline.png")
-        md += [
-            "## Recipe vs baseline",
-            "",
-            "![recipe vs baseline](recipe_vs_baseline.png)",
-            "",
-            "```",
-            *evidence_lines(
-                {k: prov[k] for k in ("recipe", "baseline", "seeds", "gain") if k in prov},
-                indent="",
-            ),
-            "```",
-            "",
-            "The winner was chosen on validation accuracy; the test split was used once, for "
-            "the winner and the baseline.",
-            "",
-        ]
-    md += _candidates(results)
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``RUN_DIR/report.md`` and its PNG figures; return the path of ``report.md``.
 
-    # -- history ------------------------------------------------------------------------------
-    plot_history(points, run_dir / "history.png", maximize=maximize, metric=metric)
-    written.add("history.png")
-    md += [
-        "## Optimization history",
-        "",
-        "![optimization history](history.png)",
-        "",
-        "Filled dots: trials that ran the full budget (COMPLETE); hollow: trials ASHA stopped "
-        "early, at their last (low-fidelity) value (PRUNED); hollow squares: trials the time "
-        "budget cut, at their last value; red crosses: FAILED trials. "
-        "The line is the best COMPLETE value so far.",
-        "",
-    ]
-    md += _top_trials(trials, maximize, metric)
-
-    # -- importance ---------------------------------------------------------------------------
-    imp = trick_importance(study)
-    md += _importance_section(imp, run_dir, written, metric)
-
-    # -- ablation -----------------------------------------------------------------------------
-    md += _ablation_section(run_dir, recipe, written)
-
-    # -- cost ---------------------------------------------------------------------------------
-    md += _cost_section(config, prov, recipe, results, points)
-
-    # -- dashboard and versions ---------------------------------------------------------------
-    db = (run_dir / "study.db").resolve()
-    md += [
-        "## Explore the study",
-        "",
-        "```",
-        "pip install 'tricksearch[dashboard]'",
-        f"optuna-dashboard sqlite:///{db}",
-        "```",
-        "",
-        f"The study is named `{STUDY_NAME}`; its parameters are the flat keys "
-        "`family.trick` (switch), `family.group` (which member of an exclusive group), "
-        "`family.trick.param` and `budget.lr` / `budget.batch_size`.",
-        "",
-    ]
-    versions = prov.get("versions") or {}
-    if versions:
-        md += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
-
-    _remove_stale(run_dir, written)
-    path = run_dir / "report.md"
+    Raises :class:`~tricksearch.errors.ConfigError` when the folder or its study is missing.
+    """
+    run = _read_run(Path(run_dir))
+    written: set[str] = set()  # the figures drawn this time; older ones are removed
+    md: list[str] = [f"# tricksearch report: {run.dir.resolve().name}", ""]
+    md += _summary(run)
+    if run.recipe_error:
+        md += [f"> best_recipe.yaml could not be read: {run.recipe_error}", ""]
+    md += _recipe_section(run)
+    md += _evidence_section(run, written)
+    md += _candidates(run.results)
+    md += history_section(run.points, run.dir, written, maximize=run.maximize, metric=run.metric)
+    md += top_trials(run.trials, run.maximize, run.metric)
+    md += importance_section(trick_importance(run.study), run.dir, written, run.metric)
+    md += _ablation_section(run.dir, run.recipe, written)
+    md += _cost_section(run)
+    md += _explore_section(run)
+    for name in _FIGURES:
+        if name not in written:
+            (run.dir / name).unlink(missing_ok=True)
+    path = run.dir / "report.md"
     path.write_text("\n".join(md).rstrip() + "\n")
     return path
 
 
 # --- sections ----------------------------------------------------------------------------------
-def _summary(
-    config: dict[str, Any],
-    prov: dict[str, Any],
-    recipe: Recipe | None,
-    points: list[TrialPoint],
-    metric: str,
-) -> list[str]:
+def _summary(run: _Run) -> list[str]:
+    prov, recipe, points = run.prov, run.recipe, run.points
     states = ("COMPLETE", "PRUNED", "FAIL", "STOPPED")
     counts = {s: sum(p.state == s for p in points) for s in states}
     unfinished = len(points) - sum(counts.values())
     ds = (
         (prov.get("dataset") or {}).get("name")
-        or config.get("dataset")
+        or run.config.get("dataset")
         or (recipe.data.dataset if recipe else "?")
     )
-    model = prov.get("model") or config.get("model") or (recipe.model.name if recipe else "?")
-    epochs = (
-        config.get("epochs")
-        or (prov.get("budget") or {}).get("epochs")
-        or (recipe.budget.epochs if recipe else "?")
-    )
+    model = prov.get("model") or run.config.get("model") or (recipe.model.name if recipe else "?")
+    epochs = run.epochs or "?"
     search = prov.get("search") or {}
     lines = [
         "## Summary",
         "",
         f"- dataset **{ds}**, model **{model}**, {epochs} epochs at the full budget",
-        f"- space `{config.get('space') or search.get('space', '?')}`, sampler "
-        f"`{config.get('sampler') or search.get('sampler', '?')}`, metric `{metric}`",
+        f"- space `{run.config.get('space') or search.get('space', '?')}`, sampler "
+        f"`{run.config.get('sampler') or search.get('sampler', '?')}`, metric `{run.metric}`",
         f"- {len(points)} trials: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned "
         f"by ASHA, {counts['FAIL']} failed"
         + (f", {counts['STOPPED']} stopped by the time budget" if counts["STOPPED"] else "")
@@ -231,14 +154,50 @@ def _summary(
     rec, base = prov.get("recipe") or {}, prov.get("baseline") or {}
     if rec and base:
         n = len(prov.get("seeds") or [])
+        r_ms, b_ms = (
+            f"{fmt_number(e.get('test_acc_mean'))} ± {fmt_number(e.get('test_acc_std'))}"
+            for e in (rec, base)
+        )
         lines.append(
-            f"- test accuracy **{_fmt(rec.get('test_acc_mean'))} ± {_fmt(rec.get('test_acc_std'))}"
-            f"** vs baseline {_fmt(base.get('test_acc_mean'))} ± "
-            f"{_fmt(base.get('test_acc_std'))} ({n} seed{'s' if n != 1 else ''}; "
+            f"- test accuracy **{r_ms}** vs baseline {b_ms} ({n} seed{'s' if n != 1 else ''}; "
             "mean ± sample std)"
         )
     lines.append("")
     return lines
+
+
+def _recipe_section(run: _Run) -> list[str]:
+    if run.recipe is None:
+        return []
+    lines = ["## The recipe", "", "```"]
+    lines += trick_lines(run.recipe, indent="") or ["no trick on: the baseline won"]
+    defaults = implicit_defaults(run.recipe)
+    if defaults:
+        lines.append("defaults in effect: " + "; ".join(defaults))
+    reproduce = f"Reproduce: `tricksearch train --recipe {run.dir / 'best_recipe.yaml'}`"
+    return [*lines, "```", "", reproduce, ""]
+
+
+def _evidence_section(run: _Run, written: set[str]) -> list[str]:
+    prov = run.prov
+    if not (prov.get("recipe") or prov.get("baseline")):
+        return []
+    plot_recipe_vs_baseline(prov, run.dir / "recipe_vs_baseline.png")
+    written.add("recipe_vs_baseline.png")
+    evidence = {k: prov[k] for k in ("recipe", "baseline", "seeds", "gain") if k in prov}
+    return [
+        "## Recipe vs baseline",
+        "",
+        "![recipe vs baseline](recipe_vs_baseline.png)",
+        "",
+        "```",
+        *evidence_lines(evidence, indent=""),
+        "```",
+        "",
+        "The winner was chosen on validation accuracy; the test split was used once, for "
+        "the winner and the baseline.",
+        "",
+    ]
 
 
 def _candidates(results: dict[str, Any]) -> list[str]:
@@ -254,112 +213,11 @@ def _candidates(results: dict[str, Any]) -> list[str]:
     for c in cands:
         vals = [v for v in c.get("val", []) if isinstance(v, (int, float))]
         lines.append(
-            f"| {c.get('label')} | {_fmt(c.get('val_mean'))} ± {_fmt(c.get('val_std'))} "
-            f"| {len(vals)}/{len(c.get('val', []))} | "
+            f"| {c.get('label')} | {fmt_number(c.get('val_mean'))} ± "
+            f"{fmt_number(c.get('val_std'))} | {len(vals)}/{len(c.get('val', []))} | "
             f"{', '.join(c.get('tricks', [])) or '—'} |"
         )
     return [*lines, ""]
-
-
-def _top_trials(trials: list[Any], maximize: bool, metric: str, k: int = 5) -> list[str]:
-    complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
-    if not complete:
-        return ["No trial ran the full budget.", ""]
-    complete.sort(key=lambda t: t.value, reverse=maximize)
-    lines = [
-        f"Top {min(k, len(complete))} complete trials:",
-        "",
-        f"| trial | {metric} | epochs | lr | batch | tricks switched on |",
-        "|---:|---:|---:|---:|---:|---|",
-    ]
-    for t in complete[:k]:
-        lr = t.params.get("budget.lr")
-        bs = t.params.get("budget.batch_size")
-        lines.append(
-            f"| {t.number} | {t.value:.4f} | {_trial_epochs(t)} | "
-            f"{_fmt(lr, '.3g') if lr is not None else '—'} | {bs if bs else '—'} | "
-            f"{', '.join(tricks_of_params(t.params)) or '—'} |"
-        )
-    return [*lines, ""]
-
-
-def _importance_section(
-    imp: ImportanceResult, run_dir: Path, written: set[str], metric: str
-) -> list[str]:
-    lines = ["## Which tricks mattered", ""]
-    evaluator = f"`optuna.importance.{imp.evaluator}`"
-    if not imp.ok:
-        return [
-            *lines,
-            f"Importance not computed: {imp.reason}",
-            "",
-            f"(Evaluator that would be used: {evaluator}.)",
-            "",
-        ]
-    at = "" if imp.epoch is None else f", at epoch {imp.epoch}"
-    plot_importance(imp.by_trick, run_dir / "importance.png", evaluator=imp.evaluator + at)
-    written.add("importance.png")
-    lines += [
-        "![importance per trick](importance.png)",
-        "",
-        f"Evaluator: {evaluator} — Optuna's default"
-        + (
-            " (PED-ANOVA: how much each parameter's distribution among the best trials "
-            "differs from all trials; it handles conditional parameters)"
-            if imp.evaluator == "PedAnovaImportanceEvaluator"
-            else ""
-        )
-        + (
-            f", on {imp.n_rated} COMPLETE trials."
-            if imp.epoch is None
-            else f", on the {metric} at epoch {imp.epoch} of the {imp.n_rated} trials that "
-            f"reached it: only {imp.n_complete} ran the full budget (the others stopped early), "
-            "so importance is read at a fidelity ASHA prunes on, where tricks that pay off "
-            "late (a long warmup, strong regularization) can look worse than they end."
-        )
-        + " A trick's importance is the sum over its switch and its parameters; `decay`, "
-        "`optimizer`, `policy` are the choice of a member of that exclusive group; entries "
-        "sum to 1. Few trials make these numbers rough; importance is not effect size (see "
-        "the ablation for that).",
-        "",
-        "| entry | importance |",
-        "|---|---:|",
-    ]
-    small = {k: v for k, v in imp.by_trick.items() if v < 0.005}
-    lines += [f"| {entry_label(k)} | {v:.3f} |" for k, v in imp.by_trick.items() if k not in small]
-    if small:
-        lines.append(f"| {len(small)} others ({', '.join(small)}) | {sum(small.values()):.3f} |")
-    lines.append("")
-    if imp.n_rated < 50:
-        lines += [
-            f"Only {imp.n_rated} rated trials: PED-ANOVA is stable with at least 5 trials in "
-            "its top 10 % (≈ 50 trials); read these numbers as a hint.",
-            "",
-        ]
-    if imp.warnings:
-        lines += [_condense_warnings(imp.warnings), ""]
-    return lines
-
-
-def _condense_warnings(messages: list[str]) -> str:
-    """Optuna's per-parameter warnings, one sentence."""
-    import re
-
-    sparse, other = [], []
-    for msg in messages:
-        m = re.match(r"Some regimes for parameter `(.+?)` have less than (\d+) trials", msg)
-        if m:
-            sparse.append(m.group(1))
-        else:
-            other.append(msg)
-    parts = []
-    if sparse:
-        parts.append(
-            f"{len(sparse)} parameter(s) were seen in too few COMPLETE trials to rate "
-            f"well ({', '.join(sparse)})"
-        )
-    parts += other
-    return "Optuna warned: " + "; ".join(parts) + "."
 
 
 def _ablation_section(run_dir: Path, recipe: Recipe | None, written: set[str]) -> list[str]:
@@ -411,7 +269,7 @@ def _ablation_section(run_dir: Path, recipe: Recipe | None, written: set[str]) -
                 "n/a" if wn is None else "within noise" if wn else "better" if d > 0 else "worse"
             )
         lines.append(
-            f"| {r.get('label')} | {_fmt(r.get('mean'))} ± {_fmt(r.get('std'))} | "
+            f"| {r.get('label')} | {fmt_number(r.get('mean'))} ± {fmt_number(r.get('std'))} | "
             f"{'' if d is None else format(d, '+.4f')} | {r.get('versus') or ''} | "
             f"{noise} |"
         )
@@ -419,19 +277,9 @@ def _ablation_section(run_dir: Path, recipe: Recipe | None, written: set[str]) -
     return lines
 
 
-def _cost_section(
-    config: dict[str, Any],
-    prov: dict[str, Any],
-    recipe: Recipe | None,
-    results: dict[str, Any],
-    points: list[TrialPoint],
-) -> list[str]:
-    epochs = (
-        config.get("epochs")
-        or (prov.get("budget") or {}).get("epochs")
-        or (recipe.budget.epochs if recipe else None)
-        or max((p.epochs for p in points), default=0)
-    )
+def _cost_section(run: _Run) -> list[str]:
+    points = run.points
+    epochs = run.epochs or max((p.epochs for p in points), default=0)
     spent = sum(p.epochs for p in points)
     # ASHA's saving is measured on the trials it decided; a trial the time budget cut says nothing
     # about ASHA.
@@ -450,15 +298,36 @@ def _cost_section(
         )
     else:
         lines.append(f"- search: {spent} trial-epochs for {len(points)} trials.")
-    cands = results.get("candidates") or []
-    seeds = prov.get("seeds") or []
+    cands = run.results.get("candidates") or []
+    seeds = run.prov.get("seeds") or []
     if cands and seeds and epochs:
         n = len(cands) * len(seeds)
         lines.append(
             f"- retraining: {len(cands)} configurations (top candidates + baseline) × "
             f"{len(seeds)} seeds × {epochs} epochs = {n * int(epochs)} epochs."
         )
-    seconds = (prov.get("search") or {}).get("seconds")
+    seconds = (run.prov.get("search") or {}).get("seconds")
     if seconds is not None:
         lines.append(f"- wall time of the search (before retraining): {seconds} s.")
     return [*lines, ""]
+
+
+def _explore_section(run: _Run) -> list[str]:
+    """How to open the study in optuna-dashboard, and the versions the search ran with."""
+    lines = [
+        "## Explore the study",
+        "",
+        "```",
+        "pip install 'tricksearch[dashboard]'",
+        f"optuna-dashboard sqlite:///{(run.dir / 'study.db').resolve()}",
+        "```",
+        "",
+        f"The study is named `{STUDY_NAME}`; its parameters are the flat keys "
+        "`family.trick` (switch), `family.group` (which member of an exclusive group), "
+        "`family.trick.param` and `budget.lr` / `budget.batch_size`.",
+        "",
+    ]
+    versions = run.prov.get("versions") or {}
+    if versions:
+        lines += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
+    return lines

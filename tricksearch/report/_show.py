@@ -8,10 +8,17 @@ from typing import Any
 from tricksearch.recipe import Recipe
 from tricksearch.tricks._base import FAMILIES, registered_tricks
 
-__all__ = ["evidence_lines", "implicit_defaults", "show_recipe", "trick_lines"]
+__all__ = ["evidence_lines", "fmt_number", "implicit_defaults", "show_recipe", "trick_lines"]
 
 
-def _value(v: Any) -> str:
+def fmt_number(v: object, spec: str = ".4f") -> str:
+    """``v`` formatted with ``spec``, or ``"n/a"`` when it is not a finite number."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        return format(v, spec)
+    return "n/a"
+
+
+def _value(v: object) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
     if isinstance(v, list):
@@ -56,7 +63,7 @@ def implicit_defaults(recipe: Recipe) -> list[str]:
     return out
 
 
-def _ms(mean: Any, std: Any) -> str:
+def _ms(mean: object, std: object) -> str:
     if not isinstance(mean, (int, float)) or not math.isfinite(mean):
         return "n/a"
     if isinstance(std, (int, float)) and math.isfinite(std):
@@ -66,53 +73,10 @@ def _ms(mean: Any, std: Any) -> str:
 
 def evidence_lines(prov: dict[str, Any], indent: str = "  ") -> list[str]:
     """The evidence a search stored in ``provenance`` (or ``results.json``'s summary), as lines."""
-    lines: list[str] = []
-    rec, base = prov.get("recipe") or {}, prov.get("baseline") or {}
-    seeds = prov.get("seeds") or []
-    if rec or base:
-        seed_text = f"{len(seeds)} seeds ({', '.join(map(str, seeds))})" if seeds else "seeds ?"
-        lines.append(f"{indent}scores, mean ± sample std over {seed_text}:")
-        for split in ("val", "test"):
-            r_ms = _ms(rec.get(f"{split}_acc_mean"), rec.get(f"{split}_acc_std"))
-            b_ms = _ms(base.get(f"{split}_acc_mean"), base.get(f"{split}_acc_std"))
-            lines.append(f"{indent}  {split:<4} acc  recipe {r_ms}   baseline {b_ms}")
-        gain = prov.get("gain") or {}
-        if gain:
-            parts = [
-                f"{k.replace('_acc', '')} {v:+.4f}"
-                for k, v in gain.items()
-                if isinstance(v, (int, float)) and math.isfinite(v)
-            ]
-            if parts:
-                lines.append(f"{indent}  gain over the baseline: {', '.join(parts)}")
-        failed = rec.get("failed_seeds") or []
-        if failed:
-            lines.append(f"{indent}  recipe seeds that failed: {failed}")
+    lines = _score_lines(prov, indent)
     search = prov.get("search") or {}
     if search:
-        t = search.get("trials") or {}
-        total = sum(v for v in t.values() if isinstance(v, int))
-        lines.append(
-            f"{indent}search: space {search.get('space', '?')!r}, sampler "
-            f"{search.get('sampler', '?')}, metric {search.get('metric', '?')}; "
-            f"{total} trials: {t.get('complete', 0)} complete, {t.get('pruned', 0)} pruned, "
-            f"{t.get('fail', 0)} failed"
-            + (f", {t['stopped']} stopped by the time budget" if t.get("stopped") else "")
-        )
-        spent, full = search.get("trial_epochs"), search.get("full_budget_epochs")
-        if isinstance(spent, (int, float)) and isinstance(full, (int, float)) and full > 0:
-            lines.append(
-                f"{indent}  {spent} trial-epochs of {full} at the full budget "
-                f"(ASHA saved {100 * (1 - spent / full):.0f} %)"
-            )
-        if search.get("chosen_from"):
-            source = search.get("candidates_from")
-            lines.append(
-                f"{indent}  chosen from: {search['chosen_from']}"
-                + (f" (candidates from {source} trials)" if source else "")
-            )
-        if search.get("seconds") is not None:
-            lines.append(f"{indent}  search time: {search['seconds']} s")
+        lines += _search_lines(search, indent)
     ds = prov.get("dataset")
     if isinstance(ds, dict) and ds:
         lines.append(
@@ -124,20 +88,78 @@ def evidence_lines(prov: dict[str, Any], indent: str = "  ") -> list[str]:
         lines.append(f"{indent}versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     if prov.get("created"):
         lines.append(f"{indent}created: {prov['created']}")
-    known = {
-        "recipe",
-        "baseline",
-        "seeds",
-        "gain",
-        "search",
-        "dataset",
-        "versions",
-        "created",
-        "model",
-        "budget",
-    }
-    for key in sorted(set(prov) - known):
+    for key in sorted(set(prov) - _KNOWN_EVIDENCE):
         lines.append(f"{indent}{key}: {prov[key]}")
+    return lines
+
+
+#: The provenance keys :func:`evidence_lines` words itself (or leaves out: model, budget); any
+#: other key is printed as it is.
+_KNOWN_EVIDENCE = {
+    "recipe",
+    "baseline",
+    "seeds",
+    "gain",
+    "search",
+    "dataset",
+    "versions",
+    "created",
+    "model",
+    "budget",
+}
+
+
+def _score_lines(prov: dict[str, Any], indent: str) -> list[str]:
+    """Recipe vs baseline on val and test, mean ± std over the seeds, and the gain."""
+    rec, base = prov.get("recipe") or {}, prov.get("baseline") or {}
+    if not (rec or base):
+        return []
+    seeds = prov.get("seeds") or []
+    seed_text = f"{len(seeds)} seeds ({', '.join(map(str, seeds))})" if seeds else "seeds ?"
+    lines = [f"{indent}scores, mean ± sample std over {seed_text}:"]
+    for split in ("val", "test"):
+        r_ms = _ms(rec.get(f"{split}_acc_mean"), rec.get(f"{split}_acc_std"))
+        b_ms = _ms(base.get(f"{split}_acc_mean"), base.get(f"{split}_acc_std"))
+        lines.append(f"{indent}  {split:<4} acc  recipe {r_ms}   baseline {b_ms}")
+    gain = prov.get("gain") or {}
+    parts = [
+        f"{k.replace('_acc', '')} {v:+.4f}"
+        for k, v in gain.items()
+        if isinstance(v, (int, float)) and math.isfinite(v)
+    ]
+    if parts:
+        lines.append(f"{indent}  gain over the baseline: {', '.join(parts)}")
+    failed = rec.get("failed_seeds") or []
+    if failed:
+        lines.append(f"{indent}  recipe seeds that failed: {failed}")
+    return lines
+
+
+def _search_lines(search: dict[str, Any], indent: str) -> list[str]:
+    """The search behind the recipe: space, sampler, trials by outcome, cost, where it came from."""
+    t = search.get("trials") or {}
+    total = sum(v for v in t.values() if isinstance(v, int))
+    lines = [
+        f"{indent}search: space {search.get('space', '?')!r}, sampler "
+        f"{search.get('sampler', '?')}, metric {search.get('metric', '?')}; "
+        f"{total} trials: {t.get('complete', 0)} complete, {t.get('pruned', 0)} pruned, "
+        f"{t.get('fail', 0)} failed"
+        + (f", {t['stopped']} stopped by the time budget" if t.get("stopped") else "")
+    ]
+    spent, full = search.get("trial_epochs"), search.get("full_budget_epochs")
+    if isinstance(spent, (int, float)) and isinstance(full, (int, float)) and full > 0:
+        lines.append(
+            f"{indent}  {spent} trial-epochs of {full} at the full budget "
+            f"(ASHA saved {100 * (1 - spent / full):.0f} %)"
+        )
+    if search.get("chosen_from"):
+        source = search.get("candidates_from")
+        lines.append(
+            f"{indent}  chosen from: {search['chosen_from']}"
+            + (f" (candidates from {source} trials)" if source else "")
+        )
+    if search.get("seconds") is not None:
+        lines.append(f"{indent}  search time: {search['seconds']} s")
     return lines
 
 

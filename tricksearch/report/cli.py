@@ -1,4 +1,8 @@
-"""CLI commands of the report package: ``ablate``, ``report``, ``export``, ``show``."""
+"""CLI commands of the report package: ``ablate``, ``report``, ``export``, ``show``.
+
+Each command imports the report module it runs when it runs, so that listing the commands and
+their options imports no torch, ray or optuna.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,10 @@ import os
 import sys
 from pathlib import Path
 
-from tricksearch.cli import _positive_int, command
+from tricksearch._command import Command, positive_int
 from tricksearch.errors import ConfigError
+
+__all__ = ["COMMANDS"]
 
 
 # --- ablate ------------------------------------------------------------------------------------
@@ -16,7 +22,7 @@ def _add_ablate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", required=True, help="recipe file (YAML/JSON) to ablate")
     p.add_argument(
         "--seeds",
-        type=_positive_int("--seeds"),
+        type=positive_int,
         default=3,
         help="seeds per row (default: %(default)s)",
     )
@@ -35,7 +41,6 @@ def _add_ablate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
 
 
-@command("ablate", "one-trick-off / one-trick-on table of a recipe, trained with several seeds")
 def run_ablate(args: argparse.Namespace) -> int:
     from tricksearch.recipe import load_recipe
     from tricksearch.report._ablation import ablate
@@ -71,7 +76,6 @@ def _add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of a search")
 
 
-@command("report", "write RUN_DIR/report.md with history, importance, ablation and cost figures")
 def run_report(args: argparse.Namespace) -> int:
     from tricksearch.report._report import write_report
 
@@ -94,7 +98,6 @@ def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="write to this file instead of stdout")
 
 
-@command("export", "export a recipe for timm's or torchvision's train.py, or as JSON")
 def run_export(args: argparse.Namespace) -> int:
     from tricksearch.recipe import load_recipe
     from tricksearch.report._export import export_recipe
@@ -124,7 +127,6 @@ def _add_show(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="recipe file (YAML/JSON)")
 
 
-@command("show", "print a recipe: tricks on by family, data/model/budget, and its evidence")
 def run_show(args: argparse.Namespace) -> int:
     from tricksearch.recipe import load_recipe
     from tricksearch.report._show import show_recipe
@@ -133,3 +135,31 @@ def run_show(args: argparse.Namespace) -> int:
     print(f"recipe: {args.recipe}")
     sys.stdout.write(show_recipe(recipe))
     return 0
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "ablate",
+        "one-trick-off / one-trick-on table of a recipe, trained with several seeds",
+        run_ablate,
+        _add_ablate,
+    ),
+    Command(
+        "report",
+        "write RUN_DIR/report.md with history, importance, ablation and cost figures",
+        run_report,
+        _add_report,
+    ),
+    Command(
+        "export",
+        "export a recipe for timm's or torchvision's train.py, or as JSON",
+        run_export,
+        _add_export,
+    ),
+    Command(
+        "show",
+        "print a recipe: tricks on by family, data/model/budget, and its evidence",
+        run_show,
+        _add_show,
+    ),
+)

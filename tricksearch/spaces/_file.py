@@ -25,20 +25,22 @@ file, the line, the field, the value received and what is allowed.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from tricksearch.errors import ConfigError, ConfigTypeError
-from tricksearch.spaces._space import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_LR,
-    SearchSpace,
-    TrickEntry,
-    make_entry,
-    resolve_budget,
-)
+from tricksearch.spaces._entry import TrickEntry, make_entry
+from tricksearch.spaces._errors import SpaceError, SpaceTypeError
+from tricksearch.spaces._keys import BUDGET_NAMES, budget_key
+from tricksearch.spaces._ranges import DEFAULT_BATCH_SIZE, DEFAULT_LR, resolve_budget
+from tricksearch.spaces._space import SearchSpace
 from tricksearch.tricks._base import registered_tricks
+
+if TYPE_CHECKING:  # pragma: no cover - yaml is imported where a file is read
+    import yaml
 
 __all__ = ["PRESETS_DIR", "list_presets", "load_space", "space_from_dict"]
 
@@ -46,7 +48,6 @@ __all__ = ["PRESETS_DIR", "list_presets", "load_space", "space_from_dict"]
 PRESETS_DIR = Path(__file__).with_name("presets")
 
 _TOP_KEYS = ("description", "extends", "include", "exclude", "budget", "tricks")
-_BUDGET_KEYS = ("lr", "batch_size")
 
 
 def list_presets() -> dict[str, str]:
@@ -101,6 +102,8 @@ class _Source:
         self.lines = lines
 
     def _line(self, where: str) -> int | None:
+        """The line of field ``where`` or of the nearest field above it; a note after the path
+        (``"tricks.mixup.alpha (declared range)"``) is ignored."""
         path = where.split(" ", 1)[0]
         while path:
             if path in self.lines:
@@ -116,14 +119,15 @@ class _Source:
     def fail(self, where: str, message: str, cls: type[Exception] = ConfigError) -> NoReturn:
         raise cls(f"{self.prefix(where)}{where}: {message}")
 
-    def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Call a validator; prefix its error (which starts with the field) with file and line."""
+    @contextmanager
+    def located(self) -> Iterator[None]:
+        """Prefix the refusal of a space's validator with the file and the line of its field."""
         try:
-            return fn(*args, **kwargs)
-        except (ConfigError, ConfigTypeError) as exc:
-            message = str(exc)
-            where = message.split(": ", 1)[0]
-            raise type(exc)(self.prefix(where) + message) from None
+            yield
+        except SpaceTypeError as exc:
+            raise ConfigTypeError(self.prefix(exc.field) + str(exc)) from None
+        except SpaceError as exc:
+            raise ConfigError(self.prefix(exc.field) + str(exc)) from None
 
 
 def _line_map(text: str, label: str) -> dict[str, int]:
@@ -133,7 +137,7 @@ def _line_map(text: str, label: str) -> dict[str, int]:
     lines: dict[str, int] = {}
     root = yaml.compose(text, Loader=yaml.SafeLoader)
 
-    def walk(node: Any, path: str) -> None:
+    def walk(node: yaml.Node, path: str) -> None:
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for key_node, value_node in node.value:
@@ -229,13 +233,10 @@ def _resolve_extends(
     return _load_preset(value, stack) if path is None else _load_file(path, stack)
 
 
-def _names(value: Any, where: str, src: _Source, allow_all: bool) -> list[str] | str:
-    """A list of known, distinct trick names (or ``all``)."""
+def _names(value: Any, where: str, src: _Source, extra: str = "") -> list[str]:
+    """A list of known, distinct trick names (``extra`` adds to what a refusal allows)."""
     tricks = registered_tricks()
-    if allow_all and value == "all":
-        return "all"
     if not isinstance(value, list):
-        extra = " or `all`" if allow_all else ""
         src.fail(where, f"got {value!r}, expected a list of trick names{extra}.", ConfigTypeError)
     out: list[str] = []
     for i, name in enumerate(value):
@@ -247,9 +248,72 @@ def _names(value: Any, where: str, src: _Source, allow_all: bool) -> list[str] |
     return out
 
 
+def _include(raw: Mapping[str, Any], src: _Source) -> list[str] | str | None:
+    """The ``include`` field: None (absent), ``"all"``, or a list of trick names."""
+    if "include" not in raw:
+        return None
+    if raw["include"] == "all":
+        return "all"
+    return _names(raw["include"], "include", src, " or `all`")
+
+
+@dataclass
+class _Fields:
+    """The fields of a space file, each checked before the space is composed."""
+
+    description: str | None
+    include: list[str] | str | None
+    exclude: list[str]
+    tricks: Mapping[str, Any]
+    budget: dict[str, Any]
+
+
+@dataclass
+class _Composed:
+    """A space under composition: its entries, budget and given notes."""
+
+    entries: dict[str, TrickEntry]
+    lr: Any = DEFAULT_LR
+    batch_size: Any = DEFAULT_BATCH_SIZE
+    notes: list[str] = field(default_factory=list)
+
+
 def _parse(
     raw: Any, src: _Source, name: str, base_dir: Path, stack: tuple[str, ...]
 ) -> SearchSpace:
+    """Check every field of ``raw``, then compose: ``extends``, ``include``, ``tricks``,
+    ``exclude``, ``budget`` (see the module docstring)."""
+    fields = _check_fields(raw, src)
+    description = fields.description
+    if "extends" in raw:
+        base = _resolve_extends(raw["extends"], src, base_dir, stack)
+        space = _Composed(dict(base.tricks), base.lr, base.batch_size, list(base.given_notes))
+        if description is None:
+            description = f"extends {raw['extends']}"
+    else:
+        space = _Composed({})
+    if fields.include is not None:
+        space.entries = _included(space, fields, src)
+    with src.located():
+        for trick, value in fields.tricks.items():
+            base = space.entries.get(trick)
+            space.entries[trick] = make_entry(trick, value, f"tricks.{trick}", base=base)
+    for trick in fields.exclude:
+        space.entries.pop(trick, None)
+    included = {t for t, e in space.entries.items() if e.switch != "off"}
+    notes = [n for n in space.notes if n.split(" ", 1)[0] not in included]
+    with src.located():
+        return SearchSpace(
+            space.entries,
+            lr=fields.budget.get("lr", space.lr),
+            batch_size=fields.budget.get("batch_size", space.batch_size),
+            name=name,
+            description=" ".join((description or "").split()),
+            notes=notes,
+        )
+
+
+def _check_fields(raw: Any, src: _Source) -> _Fields:
     if not isinstance(raw, Mapping):
         raise ConfigTypeError(
             f"{src.label}: got {raw!r}, expected a mapping with keys " + ", ".join(_TOP_KEYS)
@@ -257,14 +321,11 @@ def _parse(
     for key in raw:
         if key not in _TOP_KEYS:
             src.fail(str(key), "unknown key; allowed: " + ", ".join(_TOP_KEYS))
-
     description = raw.get("description")
     if description is not None and not isinstance(description, str):
         src.fail("description", f"got {description!r}, expected a string.", ConfigTypeError)
-
-    # -- every field checked before the space is composed ---------------------------------
-    include = _names(raw["include"], "include", src, True) if "include" in raw else None
-    exclude = _names(raw.get("exclude") or [], "exclude", src, False)
+    include = _include(raw, src)
+    exclude = _names(raw.get("exclude") or [], "exclude", src)
     if isinstance(include, list):
         for i, trick in enumerate(exclude):
             if trick in include:
@@ -273,15 +334,21 @@ def _parse(
                     f"{trick!r} is also in include "
                     f"(include[{include.index(trick)}]); name it in one of them.",
                 )
-    tricks_raw = raw.get("tricks") or {}
-    if not isinstance(tricks_raw, Mapping):
+    tricks = _check_tricks(raw.get("tricks") or {}, exclude, src)
+    budget = _check_budget(raw.get("budget") or {}, src)
+    return _Fields(description, include, exclude, tricks, budget)
+
+
+def _check_tricks(tricks: Any, exclude: list[str], src: _Source) -> Mapping[str, Any]:
+    """The ``tricks`` mapping: known trick names, none of them excluded."""
+    if not isinstance(tricks, Mapping):
         src.fail(
             "tricks",
-            f"got {tricks_raw!r}, expected a mapping of trick name -> {{switch, parameters}}.",
+            f"got {tricks!r}, expected a mapping of trick name -> {{switch, parameters}}.",
             ConfigTypeError,
         )
     known = registered_tricks()
-    for trick in tricks_raw:
+    for trick in tricks:
         if trick not in known:
             src.fail(
                 f"tricks.{trick}", f"unknown trick {trick!r}; known tricks: " + ", ".join(known)
@@ -292,72 +359,55 @@ def _parse(
                 f"{trick!r} is also in exclude "
                 f"(exclude[{exclude.index(trick)}]); configure it or exclude it.",
             )
-    budget_raw = raw.get("budget") or {}
-    if not isinstance(budget_raw, Mapping):
+    return tricks
+
+
+def _check_budget(budget: Any, src: _Source) -> dict[str, Any]:
+    """The ``budget`` mapping (``lr``, ``batch_size``), each entry resolved."""
+    if not isinstance(budget, Mapping):
         src.fail(
             "budget",
-            f"got {budget_raw!r}, expected a mapping with keys " + ", ".join(_BUDGET_KEYS),
+            f"got {budget!r}, expected a mapping with keys " + ", ".join(BUDGET_NAMES),
             ConfigTypeError,
         )
-    for key in budget_raw:
-        if key not in _BUDGET_KEYS:
+    for key in budget:
+        if key not in BUDGET_NAMES:
             src.fail(
-                f"budget.{key}",
+                budget_key(key),
                 "unknown key; allowed: "
-                + ", ".join(_BUDGET_KEYS)
+                + ", ".join(BUDGET_NAMES)
                 + " (epochs and seed come from the search budget, not the space)",
             )
-    budget = {k: src.run(resolve_budget, k, v, f"budget.{k}") for k, v in budget_raw.items()}
+    with src.located():
+        return {k: resolve_budget(k, v, budget_key(k)) for k, v in budget.items()}
 
-    # -- compose --------------------------------------------------------------------------
-    if "extends" in raw:
-        base = _resolve_extends(raw["extends"], src, base_dir, stack)
-        entries: dict[str, TrickEntry] = dict(base.tricks)
-        lr, batch_size, notes = base.lr, base.batch_size, list(base.given_notes)
-        if description is None:
-            description = f"extends {raw['extends']}"
-    else:
-        entries, lr, batch_size, notes = {}, DEFAULT_LR, DEFAULT_BATCH_SIZE, []
 
-    if include is not None:
-        names = list(known) if include == "all" else include
-        kept: dict[str, TrickEntry] = {}
-        for i, trick in enumerate(names):
-            spec = known[trick]
-            if trick in entries:
-                kept[trick] = entries[trick]
-                continue
-            if trick in tricks_raw:
-                continue
-            if include == "all" and (not spec.searchable or spec.needs_teacher):
-                if spec.needs_teacher:
-                    notes.append(
-                        f"{trick} left out: it needs a teacher; add `tricks: {{{trick}: "
-                        "{teacher: resnet-cifar}}` to a space file to search it."
-                    )
-                continue
-            where = "include" if include == "all" else f"include[{i}]"
-            try:
-                kept[trick] = make_entry(trick, None, f"tricks.{trick}")
-            except (ConfigError, ConfigTypeError) as exc:
-                raise type(exc)(f"{src.prefix(where)}{where}: {exc}") from None
-        entries = kept
-    for trick, value in tricks_raw.items():
-        entries[trick] = src.run(
-            make_entry, trick, value, f"tricks.{trick}", base=entries.get(trick)
-        )
-    for trick in exclude:
-        entries.pop(trick, None)
-    lr = budget.get("lr", lr)
-    batch_size = budget.get("batch_size", batch_size)
-    included = {t for t, e in entries.items() if e.switch != "off"}
-    notes = [n for n in notes if n.split(" ", 1)[0] not in included]
-    return src.run(
-        SearchSpace,
-        entries,
-        lr=lr,
-        batch_size=batch_size,
-        name=name,
-        description=" ".join((description or "").split()),
-        notes=notes,
-    )
+def _included(space: _Composed, fields: _Fields, src: _Source) -> dict[str, TrickEntry]:
+    """The entries ``include`` keeps: those of the base, else the declared ranges; ``all``
+    leaves out the tricks that are not searchable or need a teacher (with a note)."""
+    known = registered_tricks()
+    include = fields.include
+    names = list(known) if include == "all" else list(include or [])
+    kept: dict[str, TrickEntry] = {}
+    for i, trick in enumerate(names):
+        spec = known[trick]
+        if trick in space.entries:
+            kept[trick] = space.entries[trick]
+            continue
+        if trick in fields.tricks:
+            continue
+        if include == "all" and (not spec.searchable or spec.needs_teacher):
+            if spec.needs_teacher:
+                space.notes.append(
+                    f"{trick} left out: it needs a teacher; add `tricks: {{{trick}: "
+                    "{teacher: resnet-cifar}}` to a space file to search it."
+                )
+            continue
+        where = "include" if include == "all" else f"include[{i}]"
+        try:
+            kept[trick] = make_entry(trick, None, f"tricks.{trick}")
+        except SpaceTypeError as exc:
+            raise ConfigTypeError(f"{src.prefix(where)}{where}: {exc}") from None
+        except SpaceError as exc:
+            raise ConfigError(f"{src.prefix(where)}{where}: {exc}") from None
+    return kept

@@ -1,4 +1,4 @@
-"""Preset recipes: known-good combinations every search is seeded with (TRICKS.md, "Presets").
+"""Preset recipes: known-good combinations every search is seeded with.
 
 Each preset keeps the data, model and budget of a base recipe and sets its tricks:
 
@@ -18,19 +18,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from tricksearch.compat import incompatibility
 from tricksearch.errors import ConfigError
 from tricksearch.recipe import Recipe
+from tricksearch.tricks._base import get_trick
 
 __all__ = ["PRESET_RECIPES", "list_preset_recipes", "preset_recipe"]
 
 
-def _residual(model_name: str) -> bool:
-    """Whether the model has residual blocks (False when the models package is unavailable)."""
+def _model_takes(trick: str, model_name: str) -> bool:
+    """Whether the model can take ``trick`` (:func:`tricksearch.compat.incompatibility`); False
+    when the models package is unavailable."""
     try:
         from tricksearch.models import model_traits
     except ImportError:  # pragma: no cover - the models package ships with tricksearch
         return False
-    return bool(model_traits(model_name).get("residual", False))
+    return incompatibility(get_trick(trick), model_traits(model_name)) is None
 
 
 def _baseline(base: Recipe) -> dict[str, Any]:
@@ -50,7 +53,7 @@ def _bag_of_tricks(base: Recipe) -> dict[str, Any]:
         "optimizer": {"no_bias_decay": {}},
         "procedure": {"low_precision": {"dtype": "bf16"}},
     }
-    if _residual(base.model.name):
+    if _model_takes("zero_gamma", base.model.name):
         tricks["model_tweaks"] = {"zero_gamma": {}}
     return tricks
 

@@ -1,20 +1,15 @@
-"""The trick library: one module per family of ../shared/TRICKS.md, plus the registry.
+"""The trick library: one module per trick family (recipe section), plus the registry.
 
-Importing this package registers every trick. ``build`` turns a Recipe into the pieces of a
-training loop (optimizer, per-step LR, loss, batch transforms, init hooks, EMA).
+Each family module (``schedule``, ``loss``, ``mixing``, ``augment``, ``optimizer``,
+``model_tweaks``, ``procedure``) declares its tricks, holds their maths and a dispatch table
+``BUILDERS`` (trick name -> builder); ``tricksearch.build`` composes the families' builders from
+a Recipe into the pieces of a training loop. The registry functions import every family module
+(which registers its tricks) whenever they are read, so importing this package alone does
+not import torch.
 """
 
 from __future__ import annotations
 
-from tricksearch.tricks import (  # noqa: F401  (imported for registration)
-    augment,
-    loss,
-    mixing,
-    model_tweaks,
-    optimizer,
-    procedure,
-    schedule,
-)
 from tricksearch.tricks._base import (
     FAMILIES,
     Param,

@@ -9,6 +9,7 @@ family module (``tricks/loss.py``, ``tricks/schedule.py``, …) as plain functio
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,6 +19,7 @@ from tricksearch.errors import ConfigError, ConfigTypeError
 __all__ = [
     "DATA_KINDS",
     "FAMILIES",
+    "BoundedParam",
     "Param",
     "SearchSpec",
     "TrickSpec",
@@ -84,7 +86,7 @@ class SearchSpec:
         return out
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: object) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
@@ -172,6 +174,41 @@ class Param:
                 raise ConfigError(f"{where}: got {value!r}, expected {self.allowed()}.")
         if (self.low is not None and value < self.low) or (
             self.high is not None and value > self.high
+        ):
+            raise ConfigError(f"{where}: got {value!r}, expected {self.allowed()}.")
+        return value
+
+
+@dataclass(frozen=True)
+class BoundedParam(Param):
+    """A :class:`Param` whose ``low`` and/or ``high`` bound may be exclusive.
+
+    ``label_smoothing.epsilon`` must stay below 1 and Beta parameters above 0; :class:`Param`
+    only knows closed bounds.
+    """
+
+    low_open: bool = False
+    high_open: bool = False
+
+    def allowed(self) -> str:
+        if self.kind not in ("int", "float") or not (self.low_open or self.high_open):
+            return super().allowed()
+        noun = "an integer" if self.kind == "int" else "a number"
+        lo, hi = self.low, self.high
+        if lo is not None and hi is not None:
+            left = "(" if self.low_open else "["
+            right = ")" if self.high_open else "]"
+            text = f"{noun} in {left}{lo}, {hi}{right}"
+        elif lo is not None:
+            text = f"{noun} {'>' if self.low_open else '>='} {lo}"
+        else:
+            text = f"{noun} {'<' if self.high_open else '<='} {hi}"
+        return text + (" or null" if self.nullable else "")
+
+    def _number(self, value: Any, where: str, typ: type) -> Any:
+        value = super()._number(value, where, typ)
+        if (self.low_open and self.low is not None and value <= self.low) or (
+            self.high_open and self.high is not None and value >= self.high
         ):
             raise ConfigError(f"{where}: got {value!r}, expected {self.allowed()}.")
         return value
@@ -283,8 +320,10 @@ def register(spec: TrickSpec) -> TrickSpec:
 
 
 def _ensure_loaded() -> None:
-    # Importing the package imports every family module, which registers its tricks.
-    import tricksearch.tricks  # noqa: F401
+    """Import every family module (each registers its tricks when imported) before the registry
+    is read. Importing ``tricks._base`` alone imports no family, hence no torch."""
+    for family in FAMILIES:
+        importlib.import_module(f"tricksearch.tricks.{family}")
 
 
 def registered_tricks() -> dict[str, TrickSpec]:
@@ -295,6 +334,7 @@ def registered_tricks() -> dict[str, TrickSpec]:
 
 
 def tricks_in_family(family: str) -> dict[str, TrickSpec]:
+    """The registered tricks of one recipe section, by name."""
     return {n: s for n, s in registered_tricks().items() if s.family == family}
 
 

@@ -1,39 +1,30 @@
 """Trick family ``augment``: data augmentation on whole batches, on the batch's device.
 
-Tricks (see ../shared/TRICKS.md, "Augmentation"):
+Every trick works on 2-D images only (``data_kinds={"image"}``); papers in the declarations.
 
-- ``hflip`` — mirror each image left-right with probability 1/2 (the standard baseline; switch it
-  off for data where mirroring changes the class). ``data.loader.batch_flip``, airbench style.
-- ``random_crop`` — reflect-pad by ``padding`` pixels and crop back to the original size at a
-  random offset per sample (a random translation; airbench's reflect padding rather than zeros, so
-  no black borders). ``data.loader.batch_crop``, one gather for the whole batch.
-- ``cutout`` — zero a square of side ``size``·min(H, W) at a random centre per sample; the square
-  may be clipped by the border, as in the paper (DeVries & Taylor 2017, "Improved Regularization
-  of Convolutional Neural Networks with Cutout"). One batched mask.
-- ``random_erasing`` — with probability ``prob`` erase a rectangle of 2–33 % of the area and aspect
-  ratio 0.3–3.3 (Zhong et al. 2020, "Random Erasing Data Augmentation"); done by
-  ``torchvision.transforms.v2.RandomErasing`` on the selected samples only.
-- group ``policy`` (at most one): ``autoaugment`` (Cubuk et al. 2019, "AutoAugment: Learning
-  Augmentation Strategies from Data"), ``randaugment`` (Cubuk et al. 2020, "RandAugment: Practical
-  automated data augmentation with a reduced search space"), ``trivialaugment`` (Müller & Hutter
-  2021, "TrivialAugment: Tuning-free Yet State-of-the-Art Data Augmentation"), ``augmix``
-  (Hendrycks et al. 2020, "AugMix: A Simple Data Processing Method to Improve Robustness and
-  Uncertainty") — ``torchvision.transforms.v2`` on uint8 images.
-- ``multiscale`` — every ``every_epochs`` epochs pick an input scale from ``scales`` and resize the
-  (float, normalised) batch to it with bilinear interpolation (YOLO-style multi-scale training,
-  Redmon & Farhadi 2017, "YOLO9000: Better, Faster, Stronger"). The model needs adaptive pooling.
+- ``hflip``: mirror left-right with probability 1/2 (``data.loader.batch_flip``, airbench style).
+- ``random_crop``: reflect-pad by ``padding`` px and crop back at a random offset per sample (a
+  translation without black borders; ``data.loader.batch_crop``, one gather per batch).
+- ``cutout``: zero a square of side ``size``·min(H, W) at a random centre per sample, clipped by
+  the border as in the paper (one batched mask).
+- ``random_erasing``: with probability ``prob`` erase a rectangle of 2–33 % of the area, aspect
+  ratio 0.3–3.3 (``v2.RandomErasing`` on the selected samples only).
+- group ``policy`` (at most one): ``autoaugment``, ``randaugment``, ``trivialaugment``,
+  ``augmix`` (``torchvision.transforms.v2`` on uint8 images).
+- ``multiscale``: every ``every_epochs`` epochs resize the float batch by a scale drawn from
+  ``scales`` (YOLO-style multi-scale training); the model needs adaptive pooling.
 
 Per-sample policies. A v2 transform called on a batched tensor draws its random op once for the
-whole batch, so :class:`BatchAugment` calls the policy once per image: every sample gets its own
-draw, as in the papers. The loop costs, measured on 2 CPU cores (torch 2.14, torchvision 0.29),
-per image: TrivialAugment 85–130 µs, AutoAugment 100–190 µs, RandAugment(N=2) 230–340 µs, AugMix
-560–950 µs (8×8 to 32×32, 1 or 3 channels) — 0.9–9.5 s per 10,000 images; a single batched call
-would cost 1–10 % of that but apply one op to the whole batch. The policies work on 1-channel
-(grayscale) images as they are: their colour ops (saturation, …) leave a grayscale image unchanged.
-Images with other channel counts are refused (torchvision's colour ops accept 1 or 3 channels).
+whole batch, so :class:`BatchAugment` calls the policy once per image, as in the papers. Measured
+on 2 CPU cores (torch 2.14, torchvision 0.29), per image: TrivialAugment 85–130 µs, AutoAugment
+100–190 µs, RandAugment(N=2) 230–340 µs, AugMix 560–950 µs (8×8 to 32×32) — 0.9–9.5 s per 10,000
+images; one batched call costs 1–10 % of that but applies one op to the whole batch. The policies
+take 1- or 3-channel images (torchvision's colour ops accept no other; they leave grey unchanged).
 
-Order inside :class:`BatchAugment`: policy → flip → crop → cutout → random erasing, all on uint8.
-``multiscale`` is separate (:func:`build_multiscale`) because it acts on the float batch.
+``BUILDERS`` maps each trick to the settings it contributes (keyword arguments of
+:class:`BatchAugment`, or the multi-scale resize). :class:`BatchAugment` applies policy → flip →
+crop → cutout → random erasing on uint8; ``multiscale`` is separate (:func:`build_multiscale`)
+because it acts on the float batch.
 Randomness: torch's global CPU generator (every draw is made on the CPU and moved to the batch's
 device); the engine seeds it, so the same seed gives the same batches on any device.
 """
@@ -52,10 +43,12 @@ from torchvision.transforms import v2
 from tricksearch.data.loader import batch_crop, batch_flip
 from tricksearch.errors import ConfigError
 from tricksearch.tricks._base import Param, SearchSpec, TrickSpec, register
-from tricksearch.tricks._section import resolve_section
+from tricksearch.tricks._section import dispatch, resolve_section
 
 __all__ = [
+    "BUILDERS",
     "BatchAugment",
+    "MultiScale",
     "build_augment",
     "build_multiscale",
     "cutout_batch",
@@ -73,186 +66,165 @@ POLICY_GROUP = "policy"
 ERASING_SCALE: tuple[float, float] = (0.02, 0.33)
 ERASING_RATIO: tuple[float, float] = (0.3, 3.3)
 
-_SPECS: dict[str, TrickSpec] = {}
+#: An augmentation policy: one uint8 image [C, H, W] in, one out.
+Policy = Callable[[Tensor], Tensor]
+
+#: Every augmentation works on 2-D images only (``TrickSpec.data_kinds``).
+IMAGES = frozenset({"image"})
 
 
-def _register(spec: TrickSpec) -> TrickSpec:
-    _SPECS[spec.name] = spec
-    return register(spec)
+def _declare(name: str, **fields: Any) -> TrickSpec:
+    """Register an augment trick (``fields``: those of :class:`TrickSpec`); all are image-only."""
+    return register(TrickSpec(name=name, family=FAMILY, data_kinds=IMAGES, **fields))
 
 
-HFLIP = _register(
-    TrickSpec(
-        name="hflip",
-        family=FAMILY,
-        summary="mirror each image left-right with probability 1/2 (batched)",
-        paper="standard baseline augmentation",
-    )
+HFLIP = _declare(
+    "hflip",
+    summary="mirror each image left-right with probability 1/2 (batched)",
+    paper="standard baseline augmentation",
 )
 
-RANDOM_CROP = _register(
-    TrickSpec(
-        name="random_crop",
-        family=FAMILY,
-        summary="reflect-pad by `padding` px, crop back at a random offset per sample (batched)",
-        params=(
-            Param(
-                "padding",
-                "int",
-                4,
-                help="pixels of reflect padding on each side (maximum translation)",
-                low=1,
-                high=4,
-                search=SearchSpec(1, 4, step=1),
-            ),
+RANDOM_CROP = _declare(
+    "random_crop",
+    min_image_side=5,  # reflect padding (up to 4 px) must be smaller than the side
+    summary="reflect-pad by `padding` px, crop back at a random offset per sample (batched)",
+    params=(
+        Param(
+            "padding",
+            "int",
+            4,
+            help="pixels of reflect padding on each side (maximum translation)",
+            low=1,
+            high=4,
+            search=SearchSpec(1, 4, step=1),
         ),
-        paper="standard baseline augmentation",
-    )
+    ),
+    paper="standard baseline augmentation",
 )
 
-CUTOUT = _register(
-    TrickSpec(
-        name="cutout",
-        family=FAMILY,
-        summary="zero a square of side size·min(H, W) at a random centre per sample",
-        params=(
-            Param(
-                "size",
-                "float",
-                0.5,
-                help="side of the square as a fraction of the image side (0.5 = 16 px on 32 px)",
-                low=0.0,
-                high=0.5,
-                search=SearchSpec(0.0, 0.5),
-            ),
+CUTOUT = _declare(
+    "cutout",
+    min_image_side=4,  # a square of half the side is at least 2 px
+    summary="zero a square of side size·min(H, W) at a random centre per sample",
+    params=(
+        Param(
+            "size",
+            "float",
+            0.5,
+            help="side of the square as a fraction of the image side (0.5 = 16 px on 32 px)",
+            low=0.0,
+            high=0.5,
+            search=SearchSpec(0.0, 0.5),
         ),
-        paper="DeVries & Taylor 2017, Improved Regularization of CNNs with Cutout",
-    )
+    ),
+    paper="DeVries & Taylor 2017, Improved Regularization of CNNs with Cutout",
 )
 
-RANDOM_ERASING = _register(
-    TrickSpec(
-        name="random_erasing",
-        family=FAMILY,
-        summary="with probability `prob` zero a random rectangle (2-33 % area, ratio 0.3-3.3)",
-        params=(
-            Param(
-                "prob",
-                "float",
-                0.25,
-                help="probability that a sample gets a rectangle erased",
-                low=0.0,
-                high=0.5,
-                search=SearchSpec(0.0, 0.5),
-            ),
+RANDOM_ERASING = _declare(
+    "random_erasing",
+    min_image_side=8,  # 2 % of the area is at least one pixel
+    summary="with probability `prob` zero a random rectangle (2-33 % area, ratio 0.3-3.3)",
+    params=(
+        Param(
+            "prob",
+            "float",
+            0.25,
+            help="probability that a sample gets a rectangle erased",
+            low=0.0,
+            high=0.5,
+            search=SearchSpec(0.0, 0.5),
         ),
-        paper="Zhong et al. 2020, Random Erasing Data Augmentation",
-    )
+    ),
+    paper="Zhong et al. 2020, Random Erasing Data Augmentation",
 )
 
-AUTOAUGMENT = _register(
-    TrickSpec(
-        name="autoaugment",
-        family=FAMILY,
-        summary="AutoAugment's learned policy, drawn per sample (torchvision v2)",
-        params=(
-            Param(
-                "policy",
-                "choice",
-                "cifar10",
-                help="which learned policy",
-                choices=("cifar10", "imagenet", "svhn"),
-                search=SearchSpec(choices=("cifar10", "imagenet", "svhn")),
-            ),
+AUTOAUGMENT = _declare(
+    "autoaugment",
+    summary="AutoAugment's learned policy, drawn per sample (torchvision v2)",
+    params=(
+        Param(
+            "policy",
+            "choice",
+            "cifar10",
+            help="which learned policy",
+            choices=("cifar10", "imagenet", "svhn"),
+            search=SearchSpec(choices=("cifar10", "imagenet", "svhn")),
         ),
-        paper="Cubuk et al. 2019, AutoAugment: Learning Augmentation Strategies from Data",
-        group=POLICY_GROUP,
-    )
+    ),
+    paper="Cubuk et al. 2019, AutoAugment: Learning Augmentation Strategies from Data",
+    group=POLICY_GROUP,
 )
 
-RANDAUGMENT = _register(
-    TrickSpec(
-        name="randaugment",
-        family=FAMILY,
-        summary="N random ops of magnitude M per sample (torchvision v2, 31 magnitude bins)",
-        params=(
-            Param(
-                "num_ops",
-                "int",
-                2,
-                help="number of ops applied in sequence (N)",
-                low=1,
-                high=3,
-                search=SearchSpec(1, 3, step=1),
-            ),
-            Param(
-                "magnitude",
-                "int",
-                9,
-                help="magnitude of every op, of 30 (M)",
-                low=1,
-                high=30,
-                search=SearchSpec(1, 30, step=1),
-            ),
+RANDAUGMENT = _declare(
+    "randaugment",
+    summary="N random ops of magnitude M per sample (torchvision v2, 31 magnitude bins)",
+    params=(
+        Param(
+            "num_ops",
+            "int",
+            2,
+            help="number of ops applied in sequence (N)",
+            low=1,
+            high=3,
+            search=SearchSpec(1, 3, step=1),
         ),
-        paper="Cubuk et al. 2020, RandAugment: Practical automated data augmentation",
-        group=POLICY_GROUP,
-    )
-)
-
-TRIVIALAUGMENT = _register(
-    TrickSpec(
-        name="trivialaugment",
-        family=FAMILY,
-        summary="one random op of random magnitude per sample (TrivialAugmentWide, torchvision v2)",
-        paper="Müller & Hutter 2021, TrivialAugment: Tuning-free Yet State-of-the-Art Data "
-        "Augmentation",
-        group=POLICY_GROUP,
-    )
-)
-
-AUGMIX = _register(
-    TrickSpec(
-        name="augmix",
-        family=FAMILY,
-        summary="mix of random augmentation chains per sample (torchvision v2 defaults)",
-        paper="Hendrycks et al. 2020, AugMix: A Simple Data Processing Method to Improve "
-        "Robustness and Uncertainty",
-        group=POLICY_GROUP,
-    )
-)
-
-MULTISCALE = _register(
-    TrickSpec(
-        name="multiscale",
-        family=FAMILY,
-        summary="every `every_epochs` epochs resize the batch by a scale drawn from `scales`",
-        params=(
-            Param(
-                "scales",
-                "float_list",
-                [0.75, 1.0, 1.25],
-                help="input scales to draw from (new side = round(scale * side))",
-                low=0.25,
-                high=4.0,
-                search=SearchSpec(choices=((0.75, 1.0, 1.25), (0.5, 0.75, 1.0, 1.25, 1.5))),
-            ),
-            Param(
-                "every_epochs",
-                "int",
-                1,
-                help="epochs between two scale draws",
-                low=1,
-                high=5,
-                search=SearchSpec(1, 5, step=1),
-            ),
+        Param(
+            "magnitude",
+            "int",
+            9,
+            help="magnitude of every op, of 30 (M)",
+            low=1,
+            high=30,
+            search=SearchSpec(1, 30, step=1),
         ),
-        paper="Redmon & Farhadi 2017, YOLO9000: Better, Faster, Stronger (multi-scale training)",
-        needs_adaptive_pool=True,
-    )
+    ),
+    paper="Cubuk et al. 2020, RandAugment: Practical automated data augmentation",
+    group=POLICY_GROUP,
 )
 
-_POLICIES: tuple[str, ...] = tuple(n for n, s in _SPECS.items() if s.group == POLICY_GROUP)
+TRIVIALAUGMENT = _declare(
+    "trivialaugment",
+    summary="one random op of random magnitude per sample (TrivialAugmentWide, torchvision v2)",
+    paper="Müller & Hutter 2021, TrivialAugment: Tuning-free Yet State-of-the-Art Data "
+    "Augmentation",
+    group=POLICY_GROUP,
+)
+
+AUGMIX = _declare(
+    "augmix",
+    summary="mix of random augmentation chains per sample (torchvision v2 defaults)",
+    paper="Hendrycks et al. 2020, AugMix: A Simple Data Processing Method to Improve "
+    "Robustness and Uncertainty",
+    group=POLICY_GROUP,
+)
+
+MULTISCALE = _declare(
+    "multiscale",
+    min_image_side=4,  # the smallest scale, 0.25, keeps one pixel
+    summary="every `every_epochs` epochs resize the batch by a scale drawn from `scales`",
+    params=(
+        Param(
+            "scales",
+            "float_list",
+            [0.75, 1.0, 1.25],
+            help="input scales to draw from (new side = round(scale * side))",
+            low=0.25,
+            high=4.0,
+            search=SearchSpec(choices=((0.75, 1.0, 1.25), (0.5, 0.75, 1.0, 1.25, 1.5))),
+        ),
+        Param(
+            "every_epochs",
+            "int",
+            1,
+            help="epochs between two scale draws",
+            low=1,
+            high=5,
+            search=SearchSpec(1, 5, step=1),
+        ),
+    ),
+    paper="Redmon & Farhadi 2017, YOLO9000: Better, Faster, Stronger (multi-scale training)",
+    needs_adaptive_pool=True,
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,20 +281,6 @@ def _erase_batch(x: Tensor, prob: float, eraser: v2.RandomErasing) -> Tensor:
     return out
 
 
-def _make_policy(name: str, params: dict[str, Any]) -> Callable[[Tensor], Tensor]:
-    if name == "autoaugment":
-        return v2.AutoAugment(v2.AutoAugmentPolicy(params["policy"]))
-    if name == "randaugment":
-        return v2.RandAugment(
-            num_ops=params["num_ops"], magnitude=params["magnitude"], num_magnitude_bins=31
-        )
-    if name == "trivialaugment":
-        return v2.TrivialAugmentWide()
-    if name == "augmix":
-        return v2.AugMix()
-    raise ConfigError(f"{FAMILY}.{name}: unknown policy; allowed: {', '.join(_POLICIES)}")
-
-
 class BatchAugment:
     """The uint8 augmentations of a recipe, applied to whole batches.
 
@@ -334,7 +292,7 @@ class BatchAugment:
     def __init__(
         self,
         *,
-        policy: tuple[str, Callable[[Tensor], Tensor]] | None = None,
+        policy: tuple[str, Policy] | None = None,
         hflip: bool = False,
         crop_padding: int = 0,
         cutout_size: float = 0.0,
@@ -348,18 +306,14 @@ class BatchAugment:
         self._eraser = v2.RandomErasing(p=1.0, scale=ERASING_SCALE, ratio=ERASING_RATIO, value=0)
 
     def __repr__(self) -> str:
-        parts = []
-        if self.policy is not None:
-            parts.append(f"policy={self.policy[0]!r}")
-        if self.hflip:
-            parts.append("hflip=True")
-        if self.crop_padding:
-            parts.append(f"crop_padding={self.crop_padding}")
-        if self.cutout_size:
-            parts.append(f"cutout_size={self.cutout_size}")
-        if self.erasing_prob:
-            parts.append(f"erasing_prob={self.erasing_prob}")
-        return f"BatchAugment({', '.join(parts)})"
+        fields = {
+            "policy": self.policy[0] if self.policy is not None else None,
+            "hflip": self.hflip,
+            "crop_padding": self.crop_padding,
+            "cutout_size": self.cutout_size,
+            "erasing_prob": self.erasing_prob,
+        }
+        return f"BatchAugment({', '.join(f'{k}={v!r}' for k, v in fields.items() if v)})"
 
     def __call__(self, x: Tensor, epoch: int) -> Tensor:
         _check_batch(x)
@@ -382,6 +336,40 @@ class BatchAugment:
         return x
 
 
+#: The torchvision transform of each policy of the exclusive group ``policy``.
+_POLICIES: dict[str, Callable[[dict[str, Any]], Policy]] = {
+    "autoaugment": lambda p: v2.AutoAugment(v2.AutoAugmentPolicy(p["policy"])),
+    "randaugment": lambda p: v2.RandAugment(
+        num_ops=p["num_ops"], magnitude=p["magnitude"], num_magnitude_bins=31
+    ),
+    "trivialaugment": lambda p: v2.TrivialAugmentWide(),
+    "augmix": lambda p: v2.AugMix(),
+}
+
+
+def _policy(name: str) -> Callable[[dict[str, Any]], dict[str, object]]:
+    return lambda params: {"policy": (name, _POLICIES[name](params))}
+
+
+#: Every augment trick and the settings it contributes: the keyword arguments of
+#: :class:`BatchAugment`, and ``multiscale`` = (scales, every_epochs) for :class:`MultiScale`.
+BUILDERS: dict[str, Callable[[dict[str, Any]], dict[str, object]]] = {
+    **{name: _policy(name) for name in _POLICIES},
+    "hflip": lambda p: {"hflip": True},
+    "random_crop": lambda p: {"crop_padding": p["padding"]},
+    "cutout": lambda p: {"cutout_size": p["size"]},
+    "random_erasing": lambda p: {"erasing_prob": p["prob"]},
+    "multiscale": lambda p: {"multiscale": (list(p["scales"]), p["every_epochs"])},
+}
+
+
+def _settings(section: dict[str, dict]) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for build, params in dispatch(resolve_section(section, FAMILY), BUILDERS, FAMILY):
+        settings.update(build(params))
+    return settings
+
+
 def build_augment(
     section: dict[str, dict], *, channels: int, image_size: tuple[int, int]
 ) -> BatchAugment | None:
@@ -391,34 +379,21 @@ def build_augment(
     for a policy on images that are neither 1- nor 3-channel, or a crop padding not smaller than
     the image.
     """
-    tricks = resolve_section(section, FAMILY)
-    policy: tuple[str, Callable[[Tensor], Tensor]] | None = None
-    for name in _POLICIES:
-        if name in tricks:
-            if channels not in (1, 3):
-                raise ConfigError(
-                    f"{FAMILY}.{name}: the policy needs 1- or 3-channel images (torchvision's "
-                    f"colour ops accept no other), but the data has {channels} channels."
-                )
-            policy = (name, _make_policy(name, tricks[name]))
-    padding = tricks["random_crop"]["padding"] if "random_crop" in tricks else 0
+    settings = _settings(section)
+    settings.pop("multiscale", None)  # acts on the float batch: build_multiscale
+    policy = settings.get("policy")
+    if policy is not None and channels not in (1, 3):
+        raise ConfigError(
+            f"{FAMILY}.{policy[0]}: the policy needs 1- or 3-channel images (torchvision's "
+            f"colour ops accept no other), but the data has {channels} channels."
+        )
+    padding = settings.get("crop_padding", 0)
     if padding and padding >= min(image_size):
         raise ConfigError(
             f"{FAMILY}.random_crop.padding: got {padding}, expected less than the image side "
             f"{min(image_size)} (image size {tuple(image_size)})."
         )
-    aug = BatchAugment(
-        policy=policy,
-        hflip="hflip" in tricks,
-        crop_padding=padding,
-        cutout_size=tricks["cutout"]["size"] if "cutout" in tricks else 0.0,
-        erasing_prob=tricks["random_erasing"]["prob"] if "random_erasing" in tricks else 0.0,
-    )
-    if aug.policy is None and not (
-        aug.hflip or aug.crop_padding or aug.cutout_size or aug.erasing_prob
-    ):
-        return None
-    return aug
+    return BatchAugment(**settings) if any(settings.values()) else None  # all off: no cost
 
 
 def multiscale_size(scale: float, height: int, width: int) -> tuple[int, int]:
@@ -426,36 +401,40 @@ def multiscale_size(scale: float, height: int, width: int) -> tuple[int, int]:
     return max(1, round(scale * height)), max(1, round(scale * width))
 
 
-def _block_scale(scales: list[float], seed: int, block: int) -> float:
-    # A fresh generator per (seed, block): the scale of an epoch does not depend on the history,
-    # so a resumed run draws the same scales.
-    return random.Random(seed * 1_000_003 + block).choice(scales)
-
-
-def build_multiscale(
-    section: dict[str, dict], *, seed: int
-) -> Callable[[Tensor, int], Tensor] | None:
-    """The multi-scale resize ``(float batch, epoch) -> batch``, or ``None`` when it is off.
+class MultiScale:
+    """The multi-scale resize ``(float batch [B, C, H, W], epoch) -> batch``.
 
     Epochs ``k·every_epochs … (k+1)·every_epochs − 1`` share one scale drawn from ``scales`` by a
-    generator seeded with ``(seed, k)``: deterministic, constant within a block. The batch is
-    resized with bilinear interpolation (no antialiasing, as in YOLO) to ``round(scale·H)`` ×
-    ``round(scale·W)``; a scale that keeps the size returns the batch unchanged.
+    generator seeded with ``(seed, k)``: deterministic, constant within a block, the same after a
+    resume. The batch is resized with bilinear interpolation (no antialiasing, as in YOLO) to
+    ``round(scale·H)`` × ``round(scale·W)``; a scale that keeps the size returns the batch as is.
     """
-    tricks = resolve_section(section, FAMILY)
-    if "multiscale" not in tricks:
-        return None
-    scales = list(tricks["multiscale"]["scales"])
-    every = tricks["multiscale"]["every_epochs"]
 
-    def resize(x: Tensor, epoch: int) -> Tensor:
+    def __init__(self, scales: list[float], every_epochs: int, seed: int) -> None:
+        self.scales = scales
+        self.every_epochs = every_epochs
+        self.seed = seed
+
+    def __repr__(self) -> str:
+        return f"MultiScale(scales={self.scales}, every_epochs={self.every_epochs})"
+
+    def scale_at(self, epoch: int) -> float:
+        # A fresh generator per (seed, block): the scale does not depend on the history.
+        block = epoch // self.every_epochs
+        return random.Random(self.seed * 1_000_003 + block).choice(self.scales)
+
+    def __call__(self, x: Tensor, epoch: int) -> Tensor:
         _check_batch(x)
-        scale = _block_scale(scales, seed, epoch // every)
-        size = multiscale_size(scale, x.shape[-2], x.shape[-1])
+        size = multiscale_size(self.scale_at(epoch), x.shape[-2], x.shape[-1])
         if size == tuple(x.shape[-2:]):
             return x
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
-    resize.scales = scales  # type: ignore[attr-defined]
-    resize.every_epochs = every  # type: ignore[attr-defined]
-    return resize
+
+def build_multiscale(section: dict[str, dict], *, seed: int) -> MultiScale | None:
+    """The :class:`MultiScale` resize of a recipe's ``augment`` section, or ``None`` when off."""
+    multiscale = _settings(section).get("multiscale")
+    if multiscale is None:
+        return None
+    scales, every = multiscale
+    return MultiScale(scales, every, seed)

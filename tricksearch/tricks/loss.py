@@ -1,39 +1,36 @@
 """Trick family ``loss``: what the model is trained to minimise, and the targets it sees.
 
-Tricks (see ../shared/TRICKS.md, "Loss and targets"):
-
-- ``label_smoothing`` — q = (1−ε)·q + ε/K (Szegedy et al. 2016, "Rethinking the Inception
-  Architecture for Computer Vision"). Hard targets go through
-  ``F.cross_entropy(label_smoothing=ε)``; soft targets (mixup, cutmix, …) are smoothed once, here,
-  never twice.
-- ``focal`` — FL = −Σ_k α_k q_k (1−p_k)^γ log p_k, softmax multi-class (Lin et al. 2017, "Focal Loss
-  for Dense Object Detection"); for a one-hot q this is −α_t (1−p_t)^γ log p_t.
-- ``flooding`` — L' = |L − b| + b on the mini-batch mean loss (Ishida et al. 2020, "Do We Need Zero
-  Training Loss After Achieving Zero Training Error?").
-- ``distillation`` — L = (1−α)·base + α·T²·KL(softmax(r/T) ‖ softmax(z/T)) (Hinton et al. 2015,
-  "Distilling the Knowledge in a Neural Network").
-- ``bias_prior`` — classifier bias b_k = log(freq_k) at init, so the first predictions are the class
-  prior (Karpathy, "A Recipe for Training Neural Networks", 2019; Lin et al. 2017 §4.1).
-
-The maths are plain public functions; :func:`build_loss` assembles them in a fixed order:
-base loss (cross entropy or focal, label smoothing folded in) → distillation mix → flooding.
+Each trick is declared below (parameters, default search range, paper), its maths is a plain
+function with its formula, and ``BUILDERS`` maps it to the function that adds it to a
+:class:`_LossPlan`. :func:`build_loss` computes the base loss (cross entropy or focal, label
+smoothing folded into the target once), then the steps in ``BUILDERS`` order (distillation mix →
+flooding); :func:`init_model` runs the init hooks (``bias_prior``, in ``tricks/_bias_prior.py``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
-from tricksearch.errors import ConfigError, ConfigTypeError
-from tricksearch.tricks._base import Param, SearchSpec, TrickSpec, register
+from tricksearch.errors import ConfigError
+from tricksearch.tricks._base import (
+    BoundedParam,
+    Param,
+    SearchSpec,
+    TrickSpec,
+    register,
+    tricks_in_family,
+)
+from tricksearch.tricks._bias_prior import set_bias_prior
+from tricksearch.tricks._section import dispatch, validate_tricks
 
 __all__ = [
+    "BUILDERS",
     "LossFn",
     "build_loss",
     "distillation_loss",
@@ -41,187 +38,135 @@ __all__ = [
     "focal_loss",
     "init_model",
     "inverse_frequency_weights",
+    "set_bias_prior",
     "smooth_targets",
     "soft_cross_entropy",
     "uses_teacher",
 ]
 
-LossFn = Callable[..., torch.Tensor]
-
 FAMILY = "loss"
 
 
-@dataclass(frozen=True)
-class _BoundedParam(Param):
-    """A :class:`Param` whose ``low`` and/or ``high`` bound may be exclusive.
-
-    ``label_smoothing.epsilon`` must stay below 1 and Beta parameters above 0; the shared
-    :class:`Param` only knows closed bounds.
-    """
-
-    low_open: bool = False
-    high_open: bool = False
-
-    def allowed(self) -> str:
-        if self.kind not in ("int", "float") or not (self.low_open or self.high_open):
-            return super().allowed()
-        noun = "an integer" if self.kind == "int" else "a number"
-        lo, hi = self.low, self.high
-        if lo is not None and hi is not None:
-            left = "(" if self.low_open else "["
-            right = ")" if self.high_open else "]"
-            text = f"{noun} in {left}{lo}, {hi}{right}"
-        elif lo is not None:
-            text = f"{noun} {'>' if self.low_open else '>='} {lo}"
-        else:
-            text = f"{noun} {'<' if self.high_open else '<='} {hi}"
-        return text + (" or null" if self.nullable else "")
-
-    def _number(self, value: Any, where: str, typ: type) -> Any:
-        value = super()._number(value, where, typ)
-        if (self.low_open and self.low is not None and value <= self.low) or (
-            self.high_open and self.high is not None and value >= self.high
-        ):
-            raise ConfigError(f"{where}: got {value!r}, expected {self.allowed()}.")
-        return value
+# declarations -------------------------------------------------------------------------------------
 
 
-# --------------------------------------------------------------------------------------------
-# declarations
+def _declare(name: str, **fields: Any) -> TrickSpec:
+    """Register a loss trick (``fields``: those of :class:`TrickSpec`)."""
+    return register(TrickSpec(name=name, family=FAMILY, **fields))
 
-LABEL_SMOOTHING = register(
-    TrickSpec(
-        name="label_smoothing",
-        family=FAMILY,
-        summary="train on q = (1−ε)·onehot(y) + ε/K instead of the one-hot target",
-        paper="Szegedy et al. 2016, Rethinking the Inception Architecture for Computer Vision",
-        params=(
-            _BoundedParam(
-                "epsilon",
-                "float",
-                0.1,
-                help="probability mass spread uniformly over the K classes",
-                low=0.0,
-                high=1.0,
-                high_open=True,
-                search=SearchSpec(0.0, 0.3),
-            ),
+
+LABEL_SMOOTHING = _declare(
+    "label_smoothing",
+    summary="train on q = (1−ε)·onehot(y) + ε/K instead of the one-hot target",
+    paper="Szegedy et al. 2016, Rethinking the Inception Architecture for Computer Vision",
+    params=(
+        BoundedParam(
+            "epsilon",
+            "float",
+            0.1,
+            help="probability mass spread uniformly over the K classes",
+            low=0.0,
+            high=1.0,
+            high_open=True,
+            search=SearchSpec(0.0, 0.3),
         ),
-    )
+    ),
 )
 
-FOCAL = register(
-    TrickSpec(
-        name="focal",
-        family=FAMILY,
-        summary="focal loss −Σ q_k (1−p_k)^γ log p_k: down-weights examples already fit well",
-        paper="Lin et al. 2017, Focal Loss for Dense Object Detection",
-        params=(
-            Param(
-                "gamma",
-                "float",
-                2.0,
-                help="focusing exponent; 0 is plain cross entropy",
-                low=0.0,
-                search=SearchSpec(0.0, 5.0),
-            ),
-            Param(
-                "alpha",
-                "choice",
-                "none",
-                help="per-class weight: none, or inverse class frequency normalised to mean 1",
-                choices=("none", "inverse_frequency"),
-                search=SearchSpec(choices=("none", "inverse_frequency")),
-            ),
+FOCAL = _declare(
+    "focal",
+    summary="focal loss −Σ q_k (1−p_k)^γ log p_k: down-weights examples already fit well",
+    paper="Lin et al. 2017, Focal Loss for Dense Object Detection",
+    params=(
+        Param(
+            "gamma",
+            "float",
+            2.0,
+            help="focusing exponent; 0 is plain cross entropy",
+            low=0.0,
+            search=SearchSpec(0.0, 5.0),
         ),
-    )
-)
-
-FLOODING = register(
-    TrickSpec(
-        name="flooding",
-        family=FAMILY,
-        summary="L' = |L − b| + b on the batch loss: gradient ascent once the loss sinks below b",
-        paper="Ishida et al. 2020, Do We Need Zero Training Loss After Achieving Zero Training "
-        "Error?",
-        params=(
-            Param(
-                "level",
-                "float",
-                0.05,
-                help="flood level b (0 = off)",
-                low=0.0,
-                search=SearchSpec(0.0, 0.5),
-            ),
+        Param(
+            "alpha",
+            "choice",
+            "none",
+            help="per-class weight: none, or inverse class frequency normalised to mean 1",
+            choices=("none", "inverse_frequency"),
+            search=SearchSpec(choices=("none", "inverse_frequency")),
         ),
-    )
+    ),
 )
 
-DISTILLATION = register(
-    TrickSpec(
-        name="distillation",
-        family=FAMILY,
-        summary="mix the base loss with T²·KL(teacher ‖ student) at temperature T",
-        paper="Hinton et al. 2015, Distilling the Knowledge in a Neural Network",
-        needs_teacher=True,
-        params=(
-            _BoundedParam(
-                "temperature",
-                "float",
-                4.0,
-                help="softmax temperature T of both teacher and student",
-                low=0.0,
-                low_open=True,
-                search=SearchSpec(1.0, 20.0, log=True),
-            ),
-            Param(
-                "alpha",
-                "float",
-                0.5,
-                help="weight of the distillation term; 1 − alpha weighs the base loss",
-                low=0.0,
-                high=1.0,
-                search=SearchSpec(0.1, 0.9),
-            ),
-            Param(
-                "teacher",
-                "str",
-                None,
-                help="teacher checkpoint (*.pt) or model name (e.g. resnet-cifar) trained once "
-                "and cached; null = the default teacher",
-                nullable=True,
-            ),
-            Param(
-                "teacher_epochs",
-                "int",
-                0,
-                help="epochs to train a named teacher (0 = as many as the student)",
-                low=0,
-            ),
+FLOODING = _declare(
+    "flooding",
+    summary="L' = |L − b| + b on the batch loss: gradient ascent once the loss sinks below b",
+    paper="Ishida et al. 2020, Do We Need Zero Training Loss After Achieving Zero Training Error?",
+    params=(
+        Param(
+            "level",
+            "float",
+            0.05,
+            help="flood level b (0 = off)",
+            low=0.0,
+            search=SearchSpec(0.0, 0.5),
         ),
-    )
+    ),
 )
 
-BIAS_PRIOR = register(
-    TrickSpec(
-        name="bias_prior",
-        family=FAMILY,
-        summary="initialise the classifier bias to log class frequency (the class prior)",
-        paper="Lin et al. 2017 (prior init, §4.1); Karpathy 2019, A Recipe for Training Neural "
-        "Networks",
-    )
+DISTILLATION = _declare(
+    "distillation",
+    summary="mix the base loss with T²·KL(teacher ‖ student) at temperature T",
+    paper="Hinton et al. 2015, Distilling the Knowledge in a Neural Network",
+    needs_teacher=True,
+    params=(
+        BoundedParam(
+            "temperature",
+            "float",
+            4.0,
+            help="softmax temperature T of both teacher and student",
+            low=0.0,
+            low_open=True,
+            search=SearchSpec(1.0, 20.0, log=True),
+        ),
+        Param(
+            "alpha",
+            "float",
+            0.5,
+            help="weight of the distillation term; 1 − alpha weighs the base loss",
+            low=0.0,
+            high=1.0,
+            search=SearchSpec(0.1, 0.9),
+        ),
+        Param(
+            "teacher",
+            "str",
+            None,
+            help="teacher checkpoint (*.pt) or model name (e.g. resnet-cifar) trained once "
+            "and cached; null = the default teacher",
+            nullable=True,
+        ),
+        Param(
+            "teacher_epochs",
+            "int",
+            0,
+            help="epochs to train a named teacher (0 = as many as the student)",
+            low=0,
+        ),
+    ),
 )
 
-_SPECS: dict[str, TrickSpec] = {
-    s.name: s for s in (LABEL_SMOOTHING, FOCAL, FLOODING, DISTILLATION, BIAS_PRIOR)
-}
+BIAS_PRIOR = _declare(
+    "bias_prior",
+    summary="initialise the classifier bias to log class frequency (the class prior)",
+    paper="Lin et al. 2017 (prior init, §4.1); Karpathy 2019, A Recipe for Training Neural "
+    "Networks",
+)
 
 
-# --------------------------------------------------------------------------------------------
-# maths
+# maths --------------------------------------------------------------------------------------------
 
 
-def smooth_targets(target: torch.Tensor, num_classes: int, epsilon: float) -> torch.Tensor:
+def smooth_targets(target: Tensor, num_classes: int, epsilon: float) -> Tensor:
     """Label smoothing (Szegedy et al. 2016): q' = (1−ε)·q + ε/K.
 
     ``target`` is either class indices (int64 ``[B]``, turned into one-hot) or a probability
@@ -244,19 +189,19 @@ def smooth_targets(target: torch.Tensor, num_classes: int, epsilon: float) -> to
     return q * (1.0 - epsilon) + epsilon / num_classes
 
 
-def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
+def soft_cross_entropy(logits: Tensor, soft_targets: Tensor) -> Tensor:
     """Cross entropy with probability targets q, batch-averaged: −mean_i Σ_k q_ik log p_ik."""
     log_p = F.log_softmax(logits.float(), dim=-1)
     return -(soft_targets * log_p).sum(dim=-1).mean()
 
 
 def focal_loss(
-    logits: torch.Tensor,
-    target: torch.Tensor,
+    logits: Tensor,
+    target: Tensor,
     gamma: float,
-    alpha: torch.Tensor | None = None,
+    alpha: Tensor | None = None,
     label_smoothing: float = 0.0,
-) -> torch.Tensor:
+) -> Tensor:
     """Softmax focal loss (Lin et al. 2017), averaged over the batch.
 
     FL_i = −Σ_k α_k q_ik (1−p_ik)^γ log p_ik, with q the (smoothed) target distribution; for a
@@ -280,7 +225,7 @@ def focal_loss(
     return -(weight * log_p).sum(dim=-1).mean()
 
 
-def inverse_frequency_weights(class_counts: torch.Tensor) -> torch.Tensor:
+def inverse_frequency_weights(class_counts: Tensor) -> Tensor:
     """Per-class weights α_k ∝ 1/freq_k, normalised to mean 1 (focal ``alpha=inverse_frequency``).
 
     A class with no example counts as one, so its weight stays finite.
@@ -290,18 +235,18 @@ def inverse_frequency_weights(class_counts: torch.Tensor) -> torch.Tensor:
     return (inv / inv.mean()).float()
 
 
-def flood(loss: torch.Tensor, level: float) -> torch.Tensor:
+def flood(loss: Tensor, level: float) -> Tensor:
     """Flooding (Ishida et al. 2020): |L − b| + b. Same value, but the gradient flips below b."""
     return (loss - level).abs() + level
 
 
 def distillation_loss(
-    student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
-    base_loss: torch.Tensor,
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    base_loss: Tensor,
     temperature: float,
     alpha: float,
-) -> torch.Tensor:
+) -> Tensor:
     """Knowledge distillation (Hinton et al. 2015).
 
     L = (1−α)·base + α·T²·KL(softmax(r/T) ‖ softmax(z/T)), r the teacher's logits (no gradient
@@ -321,123 +266,132 @@ def distillation_loss(
     return (1.0 - alpha) * base_loss + alpha * (t * t) * kl
 
 
-# --------------------------------------------------------------------------------------------
-# builders
-
-
-def _validated(section: dict[str, dict]) -> dict[str, dict[str, Any]]:
-    if not isinstance(section, dict):
-        raise ConfigTypeError(f"{FAMILY}: got {section!r}, expected a mapping of trick names.")
-    out: dict[str, dict[str, Any]] = {}
-    for name, params in section.items():
-        if name not in _SPECS:
-            raise ConfigError(
-                f"{FAMILY}.{name}: unknown loss trick; allowed: {', '.join(sorted(_SPECS))}"
-            )
-        out[name] = _SPECS[name].validate(params, where=f"{FAMILY}.{name}")
-    return out
+# builders -----------------------------------------------------------------------------------------
 
 
 def uses_teacher(section: dict[str, dict]) -> bool:
-    """Whether the loss needs teacher logits (distillation is on)."""
-    return "distillation" in section
+    """Whether the loss needs teacher logits (a trick declared ``needs_teacher`` is on)."""
+    specs = tricks_in_family(FAMILY)
+    return any(specs[name].needs_teacher for name in section if name in specs)
+
+
+#: A built loss: ``loss_fn(logits [B,K], target, teacher_logits=None) -> scalar``.
+LossFn = Callable[..., Tensor]
+#: A step after the base loss: ``(loss, logits, target, teacher_logits) -> loss``.
+LossStep = Callable[[Tensor, Tensor, Tensor, Tensor | None], Tensor]
+#: A base loss: ``(logits, target, label_smoothing) -> loss``.
+BaseLoss = Callable[[Tensor, Tensor, float], Tensor]
+#: A hook on a freshly built model: ``(model, class_counts) -> None``.
+InitHook = Callable[[nn.Module, Tensor], None]
+
+
+@dataclass
+class _LossPlan:
+    """What the loss tricks that are on ask for: filled by ``BUILDERS``, read by the builders."""
+
+    num_classes: int
+    class_counts: Tensor | None
+    epsilon: float = 0.0
+    base: BaseLoss | None = None  # None: cross entropy
+    steps: list[LossStep] = field(default_factory=list)
+    init_hooks: list[InitHook] = field(default_factory=list)
+
+
+def _label_smoothing(plan: _LossPlan, params: dict[str, Any]) -> None:
+    plan.epsilon = params["epsilon"]
+
+
+def _focal(plan: _LossPlan, params: dict[str, Any]) -> None:
+    alpha: Tensor | None = None
+    counts, k = plan.class_counts, plan.num_classes
+    if params["alpha"] == "inverse_frequency":
+        if counts is None or counts.shape != (k,):
+            got = (
+                "none were given"
+                if counts is None
+                else f"class_counts has shape {tuple(counts.shape)}"
+            )
+            raise ConfigError(
+                "loss.focal.alpha: 'inverse_frequency' needs the class counts of the training "
+                f"set, shape ({k},), but {got}."
+            )
+        alpha = inverse_frequency_weights(counts)
+    gamma = params["gamma"]
+
+    def base(logits: Tensor, target: Tensor, eps: float) -> Tensor:
+        return focal_loss(logits, target, gamma, alpha, label_smoothing=eps)
+
+    plan.base = base
+
+
+def _distillation(plan: _LossPlan, params: dict[str, Any]) -> None:
+    temperature, alpha = params["temperature"], params["alpha"]
+
+    def step(loss: Tensor, logits: Tensor, _target: Tensor, teacher: Tensor | None) -> Tensor:
+        if teacher is None:
+            raise ValueError(
+                "loss.distillation is on, but loss_fn was called without teacher_logits."
+            )
+        return distillation_loss(logits, teacher, loss, temperature, alpha)
+
+    plan.steps.append(step)
+
+
+def _flooding(plan: _LossPlan, params: dict[str, Any]) -> None:
+    level = params["level"]
+    plan.steps.append(lambda loss, _logits, _target, _teacher: flood(loss, level))
+
+
+def _bias_prior(plan: _LossPlan, params: dict[str, Any]) -> None:
+    plan.init_hooks.append(set_bias_prior)
+
+
+#: Every loss trick and the function that adds it to the plan. The order is the order of the
+#: steps after the base loss: the distillation mix comes before flooding.
+BUILDERS: dict[str, Callable[[_LossPlan, dict[str, Any]], None]] = {
+    "label_smoothing": _label_smoothing,
+    "focal": _focal,
+    "distillation": _distillation,
+    "flooding": _flooding,
+    "bias_prior": _bias_prior,
+}
+
+
+def _plan(section: dict[str, dict], num_classes: int, class_counts: Tensor | None) -> _LossPlan:
+    plan = _LossPlan(num_classes=num_classes, class_counts=class_counts)
+    for build, params in dispatch(validate_tricks(section, FAMILY, BUILDERS), BUILDERS, FAMILY):
+        build(plan, params)
+    return plan
+
+
+def _cross_entropy(logits: Tensor, target: Tensor, eps: float) -> Tensor:
+    if target.ndim == 2:
+        return soft_cross_entropy(logits, smooth_targets(target, logits.shape[-1], eps))
+    return F.cross_entropy(logits, target, label_smoothing=eps)
 
 
 def build_loss(
-    section: dict[str, dict],
-    *,
-    num_classes: int,
-    class_counts: torch.Tensor | None = None,
+    section: dict[str, dict], *, num_classes: int, class_counts: Tensor | None = None
 ) -> LossFn:
-    """The loss function of a recipe's ``loss`` section (only the tricks that are on).
+    """``loss_fn(logits [B,K], target, teacher_logits=None) -> scalar`` of a ``loss`` section.
 
-    Returns ``loss_fn(logits [B,K], target, teacher_logits=None) -> scalar`` where ``target`` is
-    int64 ``[B]`` or float ``[B,K]`` probabilities (from mixing). Order: base loss (cross entropy or
-    focal, label smoothing folded into the target once) → distillation mix (needs
-    ``teacher_logits``) → flooding on the batch mean. An empty section is ``F.cross_entropy``.
-    ``class_counts`` (``[K]``) is needed by focal ``alpha=inverse_frequency``.
+    ``target`` is int64 ``[B]`` or float ``[B,K]`` probabilities (from mixing); an empty section is
+    ``F.cross_entropy``. ``class_counts`` (``[K]``) is needed by focal ``alpha=inverse_frequency``.
     """
-    tricks = _validated(section)
-    eps = tricks["label_smoothing"]["epsilon"] if "label_smoothing" in tricks else 0.0
+    plan = _plan(section, num_classes, class_counts)
+    base, eps, steps = plan.base or _cross_entropy, plan.epsilon, tuple(plan.steps)
 
-    focal = tricks.get("focal")
-    alpha: torch.Tensor | None = None
-    if focal is not None and focal["alpha"] == "inverse_frequency":
-        if class_counts is None:
-            raise ConfigError(
-                "loss.focal.alpha: 'inverse_frequency' needs the class counts of the training set, "
-                "but none were given."
-            )
-        if class_counts.shape != (num_classes,):
-            raise ConfigError(
-                f"loss.focal.alpha: class_counts has shape {tuple(class_counts.shape)}, "
-                f"expected ({num_classes},)."
-            )
-        alpha = inverse_frequency_weights(class_counts)
-
-    distill = tricks.get("distillation")
-    flood_level = tricks["flooding"]["level"] if "flooding" in tricks else None
-
-    def loss_fn(
-        logits: torch.Tensor,
-        target: torch.Tensor,
-        teacher_logits: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        if focal is not None:
-            loss = focal_loss(logits, target, focal["gamma"], alpha, label_smoothing=eps)
-        elif target.ndim == 2:
-            loss = soft_cross_entropy(logits, smooth_targets(target, num_classes, eps))
-        else:
-            loss = F.cross_entropy(logits, target, label_smoothing=eps)
-        if distill is not None:
-            if teacher_logits is None:
-                raise ValueError(
-                    "loss.distillation is on, but loss_fn was called without teacher_logits."
-                )
-            loss = distillation_loss(
-                logits, teacher_logits, loss, distill["temperature"], distill["alpha"]
-            )
-        if flood_level is not None:
-            loss = flood(loss, flood_level)
+    def loss_fn(logits: Tensor, target: Tensor, teacher_logits: Tensor | None = None) -> Tensor:
+        loss = base(logits, target, eps)
+        for step in steps:
+            loss = step(loss, logits, target, teacher_logits)
         return loss
 
     return loss_fn
 
 
-def _classifier(model: nn.Module) -> nn.Linear:
-    head = getattr(model, "classifier", None)
-    scope = head if isinstance(head, nn.Module) else model
-    if isinstance(scope, nn.Linear):
-        return scope
-    linears = [m for m in scope.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ConfigError(
-            f"loss.bias_prior: {type(model).__name__} has no nn.Linear classifier "
-            "(expected `model.classifier` or a final nn.Linear); switch bias_prior off."
-        )
-    return linears[-1]
-
-
-def init_model(section: dict[str, dict], model: nn.Module, *, class_counts: torch.Tensor) -> None:
-    """Apply the loss tricks that act on the model at init (``bias_prior``); no-op otherwise.
-
-    ``bias_prior`` sets the classifier bias to b_k = log(freq_k), so that softmax(bias) is the
-    class prior of the training set. A class with no example counts as one.
-    """
-    if "bias_prior" not in _validated(section):
-        return
-    layer = _classifier(model)
-    if layer.bias is None:
-        raise ConfigError(
-            f"loss.bias_prior: the classifier of {type(model).__name__} "
-            f"({layer}) has no bias to initialise; switch bias_prior off or give it a bias."
-        )
-    if class_counts.shape != (layer.out_features,):
-        raise ConfigError(
-            f"loss.bias_prior: class_counts has shape {tuple(class_counts.shape)}, but the "
-            f"classifier has {layer.out_features} outputs."
-        )
-    counts = class_counts.detach().to(torch.float64).clamp_min(1.0)
-    log_freq = torch.log(counts) - math.log(float(counts.sum()))
-    with torch.no_grad():
-        layer.bias.copy_(log_freq.to(dtype=layer.bias.dtype, device=layer.bias.device))
+def init_model(section: dict[str, dict], model: nn.Module, *, class_counts: Tensor) -> None:
+    """Apply the loss tricks that act on a freshly built model (``bias_prior``); no-op otherwise."""
+    plan = _plan(section, len(class_counts), class_counts)
+    for hook in plan.init_hooks:
+        hook(model, class_counts)

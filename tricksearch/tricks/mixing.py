@@ -1,6 +1,6 @@
 """Trick family ``mixing``: mix samples of a batch, producing soft targets.
 
-Tricks (see ../shared/TRICKS.md, "Mixing samples"):
+Tricks:
 
 - ``mixup`` — x = λx_i + (1−λ)x_j, y likewise, λ ~ Beta(α, α) (Zhang et al. 2018, "mixup: Beyond
   Empirical Risk Minimization"); done by ``torchvision.transforms.v2.MixUp``.
@@ -15,6 +15,8 @@ Like torchvision, mixup and cutmix pair sample i with sample i−1 (``x.roll(1, 
 must shuffle. :func:`build_mixing` returns a :class:`BatchMixer` that always emits soft targets
 (one-hot when a batch is left unmixed), so the loss follows; label smoothing is folded into those
 targets by the loss, once. Randomness comes from torch's global (CPU) RNG: same seed, same batches.
+Mixup works on any float batch ``[B, …]`` (signals, feature vectors); cutmix and RICAP cut 2-D
+boxes and need images ``[B, C, H, W]``.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
-from tricksearch.errors import ConfigError, ConfigTypeError
-from tricksearch.tricks._base import Param, SearchSpec, TrickSpec, register
-from tricksearch.tricks.loss import _BoundedParam
+from tricksearch.tricks._base import BoundedParam, Param, SearchSpec, TrickSpec, register
+from tricksearch.tricks._section import dispatch, validate_tricks
 
 __all__ = [
+    "BUILDERS",
     "BatchMixer",
     "build_mixing",
     "cutmix_batch",
@@ -41,6 +43,9 @@ __all__ = [
 ]
 
 FAMILY = "mixing"
+
+#: A mixing mode: ``(x, soft targets) -> (mixed x, mixed soft targets)``.
+Mix = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def _prob(default: float = 1.0) -> Param:
@@ -56,7 +61,7 @@ def _prob(default: float = 1.0) -> Param:
 
 
 def _beta(name: str, default: float, what: str) -> Param:
-    return _BoundedParam(
+    return BoundedParam(
         name,
         "float",
         default,
@@ -86,6 +91,8 @@ CUTMIX = register(
         paper="Yun et al. 2019, CutMix: Regularization Strategy to Train Strong Classifiers with "
         "Localizable Features",
         soft_targets=True,
+        data_kinds=frozenset({"image"}),
+        min_image_side=2,  # a box smaller than the image
         params=(_beta("alpha", 1.0, "Beta(α, α) parameter of the kept area λ"), _prob()),
     )
 )
@@ -98,13 +105,11 @@ RICAP = register(
         paper="Takahashi et al. 2018, RICAP: Random Image Cropping and Patching Data Augmentation "
         "for Deep CNNs",
         soft_targets=True,
+        data_kinds=frozenset({"image"}),
+        min_image_side=2,  # four patches
         params=(_beta("beta", 0.3, "Beta(β, β) parameter of the patch boundary"), _prob()),
     )
 )
-
-#: Order in which several mixing tricks are listed (fixed, whatever the recipe's key order).
-_SPECS: dict[str, TrickSpec] = {s.name: s for s in (MIXUP, CUTMIX, RICAP)}
-
 
 # --------------------------------------------------------------------------------------------
 # maths (pure: every random draw is an argument)
@@ -222,7 +227,7 @@ class _Ricap:
 class _Mode:
     name: str
     prob: float
-    apply: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    apply: Mix
 
 
 class BatchMixer:
@@ -245,8 +250,8 @@ class BatchMixer:
         return f"BatchMixer({inner}, num_classes={self.num_classes})"
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if x.ndim != 4 or not x.is_floating_point():
-            raise TypeError(f"expected a float batch [B, C, H, W], got {x.dtype} {tuple(x.shape)}.")
+        if x.ndim < 2 or not x.is_floating_point():
+            raise TypeError(f"expected a float batch [B, …], got {x.dtype} {tuple(x.shape)}.")
         if y.ndim == 1:
             y_soft = F.one_hot(y, self.num_classes).float()
         elif y.ndim == 2 and y.shape[1] == self.num_classes:
@@ -266,37 +271,57 @@ class BatchMixer:
         return mode.apply(x, y_soft)
 
 
-def _torchvision(transform: v2.Transform) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+def _any_shape(transform: v2.Transform) -> Mix:
+    """A sample-wise v2 transform (MixUp) on a batch of any shape: seen as [B, 1, 1, N]."""
+
     def apply(x: torch.Tensor, y_soft: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return transform(x, y_soft)
+        if x.ndim == 4:
+            return transform(x, y_soft)
+        x_mixed, y_mixed = transform(x.reshape(x.shape[0], 1, 1, -1), y_soft)
+        return x_mixed.reshape(x.shape), y_mixed
 
     return apply
 
 
-def _make_mode(name: str, params: dict[str, Any], num_classes: int) -> _Mode:
-    if name == "mixup":
-        apply = _torchvision(v2.MixUp(alpha=params["alpha"], num_classes=num_classes))
-    elif name == "cutmix":
-        apply = _torchvision(v2.CutMix(alpha=params["alpha"], num_classes=num_classes))
-    else:
-        apply = _Ricap(params["beta"])
-    return _Mode(name, params["prob"], apply)
+def _images_only(name: str, mix: Mix) -> Mix:
+    def apply(x: torch.Tensor, y_soft: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.ndim != 4:
+            raise ValueError(
+                f"{FAMILY}.{name} cuts 2-D boxes: expected an image batch [B, C, H, W], "
+                f"got shape {tuple(x.shape)}."
+            )
+        return mix(x, y_soft)
+
+    return apply
+
+
+def _mixup(params: dict[str, Any], num_classes: int) -> _Mode:
+    mixup = v2.MixUp(alpha=params["alpha"], num_classes=num_classes)
+    return _Mode("mixup", params["prob"], _any_shape(mixup))
+
+
+def _cutmix(params: dict[str, Any], num_classes: int) -> _Mode:
+    cutmix = v2.CutMix(alpha=params["alpha"], num_classes=num_classes)
+    return _Mode("cutmix", params["prob"], _images_only("cutmix", cutmix))
+
+
+def _ricap(params: dict[str, Any], num_classes: int) -> _Mode:
+    return _Mode("ricap", params["prob"], _images_only("ricap", _Ricap(params["beta"])))
+
+
+#: Every mixing trick and the function that builds its mode. The order is the order in which
+#: several modes are listed and drawn (fixed, whatever the recipe's key order).
+BUILDERS: dict[str, Callable[[dict[str, Any], int], _Mode]] = {
+    "mixup": _mixup,
+    "cutmix": _cutmix,
+    "ricap": _ricap,
+}
 
 
 def build_mixing(section: dict[str, dict], *, num_classes: int) -> BatchMixer | None:
     """The batch mixer of a recipe's ``mixing`` section, or ``None`` when no trick is on."""
-    if not isinstance(section, dict):
-        raise ConfigTypeError(f"{FAMILY}: got {section!r}, expected a mapping of trick names.")
-    for name in section:
-        if name not in _SPECS:
-            raise ConfigError(
-                f"{FAMILY}.{name}: unknown mixing trick; allowed: {', '.join(_SPECS)}"
-            )
-    modes = [
-        _make_mode(name, spec.validate(section[name], where=f"{FAMILY}.{name}"), num_classes)
-        for name, spec in _SPECS.items()
-        if name in section
-    ]
+    tricks = validate_tricks(section, FAMILY, BUILDERS)
+    modes = [build(params, num_classes) for build, params in dispatch(tricks, BUILDERS, FAMILY)]
     if not modes:
         return None
     return BatchMixer(modes, num_classes)

@@ -1,6 +1,6 @@
 """Trick family ``model_tweaks``: options of the model builder and an init hook.
 
-Tricks (see ../shared/TRICKS.md, "Model tweaks"):
+Tricks (which models can take them is the models' contract: ``needs_residual``, ``model_option``):
 
 - ``zero_gamma`` — set γ = 0 in the last normalisation layer of every residual block, so each
   block starts as the identity (Goyal et al. 2017, "Accurate, Large Minibatch SGD: Training
@@ -17,12 +17,16 @@ Tricks (see ../shared/TRICKS.md, "Model tweaks"):
   replaces the 7×7 stem by three 3×3 convs, D average-pools before the 1×1 downsample → model
   option ``variant``.
 
-:func:`model_options` returns only the options of the tricks that are on, so an empty section
-gives ``{}`` and the model builder's defaults (BatchNorm, ReLU, no dropout, variant A).
+``BUILDERS`` maps each trick to the function that adds it to a :class:`_TweakPlan`: model options
+and init hooks. :func:`model_options` returns only the options of the tricks that are on, so an
+empty section gives ``{}`` and the model builder's defaults (BatchNorm, ReLU, no dropout, variant
+A); :func:`init_model` runs the init hooks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -30,9 +34,9 @@ from torch import nn
 
 from tricksearch.errors import ConfigError
 from tricksearch.tricks._base import Param, SearchSpec, TrickSpec, register
-from tricksearch.tricks._section import resolve_section
+from tricksearch.tricks._section import dispatch, resolve_section
 
-__all__ = ["init_model", "model_options", "zero_gamma_"]
+__all__ = ["BUILDERS", "init_model", "model_options", "zero_gamma_"]
 
 FAMILY = "model_tweaks"
 
@@ -131,6 +135,51 @@ RESNET_VARIANT = register(
 )
 
 
+@dataclass
+class _TweakPlan:
+    """What the model tweaks that are on ask for: filled by ``BUILDERS``."""
+
+    options: dict[str, Any] = field(default_factory=dict)
+    init_hooks: list[Callable[[nn.Module], None]] = field(default_factory=list)
+
+
+def _zero_gamma(plan: _TweakPlan, params: dict[str, Any]) -> None:
+    plan.init_hooks.append(_zero_gamma_or_refuse)
+
+
+def _dropout(plan: _TweakPlan, params: dict[str, Any]) -> None:
+    plan.options["dropout"] = params["p"]
+
+
+def _group_norm(plan: _TweakPlan, params: dict[str, Any]) -> None:
+    plan.options.update(norm="group", norm_groups=params["groups"])
+
+
+def _activation(plan: _TweakPlan, params: dict[str, Any]) -> None:
+    plan.options["activation"] = params["fn"]
+
+
+def _resnet_variant(plan: _TweakPlan, params: dict[str, Any]) -> None:
+    plan.options["variant"] = params["variant"]
+
+
+#: Every model tweak and the function that adds it to the plan.
+BUILDERS: dict[str, Callable[[_TweakPlan, dict[str, Any]], None]] = {
+    "zero_gamma": _zero_gamma,
+    "dropout": _dropout,
+    "group_norm": _group_norm,
+    "activation": _activation,
+    "resnet_variant": _resnet_variant,
+}
+
+
+def _plan(section: dict[str, dict]) -> _TweakPlan:
+    plan = _TweakPlan()
+    for build, params in dispatch(resolve_section(section, FAMILY), BUILDERS, FAMILY):
+        build(plan, params)
+    return plan
+
+
 def model_options(section: dict[str, dict]) -> dict[str, Any]:
     """The options for ``models.build_model`` from a recipe's ``model_tweaks`` section.
 
@@ -138,18 +187,7 @@ def model_options(section: dict[str, dict]) -> dict[str, Any]:
     ``norm_groups`` (int), ``activation`` ("gelu" | "silu" | "celu"), ``variant`` ("b" | "c" |
     "d"). An empty section gives ``{}``: the builder's defaults.
     """
-    tricks = resolve_section(section, FAMILY)
-    options: dict[str, Any] = {}
-    if "dropout" in tricks:
-        options["dropout"] = tricks["dropout"]["p"]
-    if "group_norm" in tricks:
-        options["norm"] = "group"
-        options["norm_groups"] = tricks["group_norm"]["groups"]
-    if "activation" in tricks:
-        options["activation"] = tricks["activation"]["fn"]
-    if "resnet_variant" in tricks:
-        options["variant"] = tricks["resnet_variant"]["variant"]
-    return options
+    return _plan(section).options
 
 
 @torch.no_grad()
@@ -175,14 +213,14 @@ def zero_gamma_(model: nn.Module) -> int:
 
 
 def init_model(section: dict[str, dict], model: nn.Module) -> None:
-    """Apply the init hooks of the ``model_tweaks`` section to a freshly built ``model``.
+    """Apply the init hooks of a ``model_tweaks`` section (zero-γ) to a freshly built ``model``."""
+    for hook in _plan(section).init_hooks:
+        hook(model)
 
-    Today that is zero-γ. Raises :class:`ConfigError` when zero-γ is on but the model has no
-    residual block (no module with ``last_bn``), rather than silently doing nothing.
-    """
-    tricks = resolve_section(section, FAMILY)
-    if "zero_gamma" not in tricks:
-        return
+
+def _zero_gamma_or_refuse(model: nn.Module) -> None:
+    """Zero-γ, refusing a model with no residual block (no module with ``last_bn``) rather than
+    silently doing nothing."""
     if zero_gamma_(model) == 0:
         raise ConfigError(
             f"{FAMILY}.zero_gamma: the model {type(model).__name__} has no residual block with "

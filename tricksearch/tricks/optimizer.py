@@ -1,6 +1,6 @@
 """Trick family ``optimizer``: which optimizer, its weight decay, Lookahead, gradient clipping.
 
-Tricks (TRICKS.md, "Optimizer"):
+Tricks:
 
 - one optimizer of the exclusive group ``optimizer``: ``sgd`` (momentum, Nesterov; the default),
   ``adamw`` (Loshchilov & Hutter 2019), ``radam`` (Liu et al. 2020), ``adabound`` (Luo et al.
@@ -9,10 +9,15 @@ Tricks (TRICKS.md, "Optimizer"):
 - ``no_bias_decay``: no decay on biases and norm weights (He et al. 2019, "Bag of Tricks");
 - ``lookahead`` around any of them (Zhang et al. 2019, :mod:`tricksearch.tricks._lookahead`);
 - ``grad_clip``: clip the global gradient norm (the engine calls ``clip_grad_norm_``).
+
+``BUILDERS`` maps each trick to the function that adds it to an :class:`_OptimizerPlan`;
+:func:`build_optimizer` and :func:`grad_clip_norm` read the plan.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,11 +25,12 @@ from torch import nn
 
 from tricksearch.errors import ConfigError
 from tricksearch.tricks._adabound import AdaBound, adabound_bounds
-from tricksearch.tricks._base import Param, SearchSpec, TrickSpec, get_trick, register
+from tricksearch.tricks._base import Param, SearchSpec, TrickSpec, register
 from tricksearch.tricks._lookahead import Lookahead
-from tricksearch.tricks._section import check_positive_number, resolve_section
+from tricksearch.tricks._section import check_positive_number, dispatch, resolve_section
 
 __all__ = [
+    "BUILDERS",
     "OPTIMIZERS",
     "AdaBound",
     "Lookahead",
@@ -243,6 +249,86 @@ def param_groups(model: nn.Module, weight_decay: float, no_bias_decay: bool) -> 
     return [group for group in groups if group["params"]]
 
 
+#: Builds the optimizer of the group ``optimizer``: ``(param groups, lr, weight_decay)``.
+MakeOptimizer = Callable[[list[dict], float, float], torch.optim.Optimizer]
+
+
+@dataclass
+class _OptimizerPlan:
+    """What the optimizer tricks that are on ask for: filled by ``BUILDERS``."""
+
+    make: MakeOptimizer | None = None
+    weight_decay: float = 0.0
+    no_bias_decay: bool = False
+    lookahead: dict[str, Any] | None = None
+    grad_clip: float | None = None
+
+
+def _sgd(plan: _OptimizerPlan, params: dict[str, Any]) -> None:
+    if params["nesterov"] and params["momentum"] == 0:
+        raise ConfigError(
+            "optimizer.sgd.nesterov: got true with momentum 0; Nesterov needs momentum > 0."
+        )
+    plan.make = lambda groups, lr, wd: torch.optim.SGD(groups, lr=lr, weight_decay=wd, **params)
+
+
+def _adamw(plan: _OptimizerPlan, params: dict[str, Any]) -> None:
+    betas = (params["beta1"], params["beta2"])
+    plan.make = lambda groups, lr, wd: torch.optim.AdamW(
+        groups, lr=lr, betas=betas, weight_decay=wd
+    )
+
+
+def _radam(plan: _OptimizerPlan, params: dict[str, Any]) -> None:
+    betas = (params["beta1"], params["beta2"])
+    plan.make = lambda groups, lr, wd: torch.optim.RAdam(
+        groups, lr=lr, betas=betas, weight_decay=wd
+    )
+
+
+def _adabound(plan: _OptimizerPlan, params: dict[str, Any]) -> None:
+    betas, final_lr, gamma = (params["beta1"], params["beta2"]), params["final_lr"], params["gamma"]
+    plan.make = lambda groups, lr, wd: AdaBound(
+        groups, lr=lr, betas=betas, final_lr=final_lr, gamma=gamma, weight_decay=wd
+    )
+
+
+def _weight_decay(plan: _OptimizerPlan, params: dict[str, Any]) -> None:
+    plan.weight_decay = params["value"]
+
+
+def _no_bias_decay(plan: _OptimizerPlan, params: dict[str, Any]) -> None:
+    plan.no_bias_decay = True
+
+
+def _lookahead(plan: _OptimizerPlan, params: dict[str, Any]) -> None:
+    plan.lookahead = dict(params)
+
+
+def _grad_clip(plan: _OptimizerPlan, params: dict[str, Any]) -> None:
+    plan.grad_clip = params["max_norm"]
+
+
+#: Every optimizer trick and the function that adds it to the plan.
+BUILDERS: dict[str, Callable[[_OptimizerPlan, dict[str, Any]], None]] = {
+    "sgd": _sgd,
+    "adamw": _adamw,
+    "radam": _radam,
+    "adabound": _adabound,
+    "weight_decay": _weight_decay,
+    "no_bias_decay": _no_bias_decay,
+    "lookahead": _lookahead,
+    "grad_clip": _grad_clip,
+}
+
+
+def _plan(section: dict[str, dict]) -> _OptimizerPlan:
+    plan = _OptimizerPlan()
+    for build, params in dispatch(resolve_section(section, FAMILY), BUILDERS, FAMILY):
+        build(plan, params)
+    return plan
+
+
 def build_optimizer(
     section: dict[str, dict], model: nn.Module, *, lr: float
 ) -> torch.optim.Optimizer:
@@ -251,41 +337,15 @@ def build_optimizer(
     ``sgd`` is used when the section names no optimizer; ``lookahead`` wraps the result.
     """
     check_positive_number(lr, "lr")
-    cfg = resolve_section(section, FAMILY)
-    decay = cfg["weight_decay"]["value"] if "weight_decay" in cfg else 0.0
-    groups = param_groups(model, decay, "no_bias_decay" in cfg)
-    name = next(n for n in cfg if get_trick(n).group == "optimizer")
-    optimizer = _make(name, cfg[name], groups, lr=lr, weight_decay=decay)
-    if "lookahead" in cfg:
-        optimizer = Lookahead(optimizer, **cfg["lookahead"])
+    plan = _plan(section)
+    assert plan.make is not None  # resolve_section adds the group's default, sgd
+    groups = param_groups(model, plan.weight_decay, plan.no_bias_decay)
+    optimizer = plan.make(groups, lr, plan.weight_decay)
+    if plan.lookahead is not None:
+        optimizer = Lookahead(optimizer, **plan.lookahead)
     return optimizer
 
 
 def grad_clip_norm(section: dict[str, dict]) -> float | None:
     """The ``max_norm`` to clip the global gradient norm to, or ``None`` when clipping is off."""
-    cfg = resolve_section(section, FAMILY)
-    return cfg["grad_clip"]["max_norm"] if "grad_clip" in cfg else None
-
-
-def _make(
-    name: str, params: dict[str, Any], groups: list[dict], *, lr: float, weight_decay: float
-) -> torch.optim.Optimizer:
-    if name == "sgd":
-        if params["nesterov"] and params["momentum"] == 0:
-            raise ConfigError(
-                "optimizer.sgd.nesterov: got true with momentum 0; Nesterov needs momentum > 0."
-            )
-        return torch.optim.SGD(groups, lr=lr, weight_decay=weight_decay, **params)
-    betas = (params["beta1"], params["beta2"])
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)
-    if name == "radam":
-        return torch.optim.RAdam(groups, lr=lr, betas=betas, weight_decay=weight_decay)
-    return AdaBound(
-        groups,
-        lr=lr,
-        betas=betas,
-        final_lr=params["final_lr"],
-        gamma=params["gamma"],
-        weight_decay=weight_decay,
-    )
+    return _plan(section).grad_clip

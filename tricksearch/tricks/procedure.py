@@ -1,6 +1,6 @@
 """Trick family ``procedure``: how the training step runs.
 
-Tricks (see ../shared/TRICKS.md, "Training procedure"):
+Tricks (all pure tensor maths: they work on every data kind):
 
 - ``low_precision`` — run the forward pass under ``torch.amp.autocast`` in bf16 or fp16
   (Micikevicius et al. 2018, "Mixed Precision Training"); fp16 also gets a ``torch.amp.GradScaler``
@@ -16,6 +16,9 @@ Tricks (see ../shared/TRICKS.md, "Training procedure"):
   PGD with a random start and step 2.5·ε/steps otherwise (Madry et al. 2018, "Towards Deep
   Learning Models Resistant to Adversarial Attacks"). ε is given on the [0, 1] input scale and
   divided by the dataset's per-channel std, because the model sees normalised inputs.
+
+``BUILDERS`` maps each trick to the function that adds it to a :class:`_ProcedurePlan`;
+:func:`build_precision`, :func:`build_ema` and :func:`build_adversarial` read the plan.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import contextlib
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -31,9 +35,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from tricksearch.errors import ConfigError
 from tricksearch.tricks._base import Param, SearchSpec, TrickSpec, register
-from tricksearch.tricks._section import resolve_section
+from tricksearch.tricks._section import dispatch, resolve_section
 
 __all__ = [
+    "BUILDERS",
+    "Adversarial",
     "Precision",
     "adversarial_examples",
     "build_adversarial",
@@ -124,6 +130,42 @@ ADVERSARIAL = register(
 )
 
 
+@dataclass
+class _ProcedurePlan:
+    """What the procedure tricks that are on ask for: filled by ``BUILDERS``."""
+
+    dtype: torch.dtype | None = None
+    ema_decay: float | None = None
+    adversarial: dict[str, Any] | None = None
+
+
+def _low_precision(plan: _ProcedurePlan, params: dict[str, Any]) -> None:
+    plan.dtype = _DTYPES[params["dtype"]]
+
+
+def _ema(plan: _ProcedurePlan, params: dict[str, Any]) -> None:
+    plan.ema_decay = params["decay"]
+
+
+def _adversarial(plan: _ProcedurePlan, params: dict[str, Any]) -> None:
+    plan.adversarial = params
+
+
+#: Every procedure trick and the function that adds it to the plan.
+BUILDERS: dict[str, Callable[[_ProcedurePlan, dict[str, Any]], None]] = {
+    "low_precision": _low_precision,
+    "ema": _ema,
+    "adversarial": _adversarial,
+}
+
+
+def _plan(section: dict[str, dict]) -> _ProcedurePlan:
+    plan = _ProcedurePlan()
+    for build, params in dispatch(resolve_section(section, FAMILY), BUILDERS, FAMILY):
+        build(plan, params)
+    return plan
+
+
 # --------------------------------------------------------------------------------------------
 # Low precision
 
@@ -188,10 +230,7 @@ def build_precision(
 ) -> Precision:
     """The :class:`Precision` of a recipe's ``procedure`` section (fp32 when ``low_precision`` is
     off). With ``device``, refuses at once a dtype that cannot run there (fp16 on CPU)."""
-    tricks = resolve_section(section, FAMILY)
-    if "low_precision" not in tricks:
-        return Precision(None)
-    precision = Precision(_DTYPES[tricks["low_precision"]["dtype"]])
+    precision = Precision(_plan(section).dtype)
     if device is not None:
         precision.check(device)
     return precision
@@ -209,10 +248,9 @@ def build_ema(section: dict[str, dict], model: nn.Module) -> AveragedModel | Non
     does ``e <- decay*e + (1-decay)*w``. Integer buffers (BatchNorm's step counter) are averaged
     and truncated by torch; they play no part in the forward pass with momentum set.
     """
-    tricks = resolve_section(section, FAMILY)
-    if "ema" not in tricks:
+    decay = _plan(section).ema_decay
+    if decay is None:
         return None
-    decay = tricks["ema"]["decay"]
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
@@ -257,44 +295,46 @@ def adversarial_examples(
     return (x + delta).detach()
 
 
-def build_adversarial(
-    section: dict[str, dict], *, std: tuple[float, ...]
-) -> Callable[[nn.Module, Tensor, Tensor, Callable], Tensor] | None:
-    """The adversarial batch transform ``adv(model, x, target, loss_fn) -> x'``, or ``None``.
+class Adversarial:
+    """The adversarial batch transform ``adv(model, x, target, loss_fn) -> x'``.
 
-    ``x`` is the float, normalised batch [B, C, H, W]; ``std`` the dataset's per-channel std (one
-    value per channel, or one for all), used to turn ε on the [0, 1] scale into normalised units.
-    ``round(mix_ratio·B)`` random samples are replaced by their adversarial examples (computed on
-    those samples only); the others are returned as they are. The attack runs with the model in
-    eval mode (no BatchNorm statistics updated, no dropout noise), which is restored afterwards;
-    gradients are taken w.r.t. the input only, so no ``.grad`` reaches the parameters. ``loss_fn``
-    is called as ``loss_fn(logits, target)``; ``target`` may be class indices or soft targets.
+    ``x`` is the float, normalised batch ``[B, C, …]`` (images, signals or feature vectors, whose
+    features are the channels); ``std`` the dataset's per-channel std (one value per channel, or
+    one for all), used to turn ε on the [0, 1] scale into normalised units. ``round(mix_ratio·B)``
+    random samples are replaced by their adversarial examples (computed on those samples only);
+    the others are returned as they are. The attack runs with the model in eval mode (no
+    BatchNorm statistics updated, no dropout noise), which is restored afterwards; gradients are
+    taken w.r.t. the input only, so no ``.grad`` reaches the parameters. ``loss_fn`` is called as
+    ``loss_fn(logits, target)``; ``target`` may be class indices or soft targets.
     """
-    tricks = resolve_section(section, FAMILY)
-    if "adversarial" not in tricks:
-        return None
-    params = tricks["adversarial"]
-    epsilon, steps, mix_ratio = params["epsilon"], params["steps"], params["mix_ratio"]
-    std_t = _check_std(std)
 
-    def adversarial(model: nn.Module, x: Tensor, target: Tensor, loss_fn: Callable) -> Tensor:
-        if x.ndim != 4:
-            raise ValueError(f"expected a batch [B, C, H, W], got shape {tuple(x.shape)}")
-        if std_t.numel() not in (1, x.shape[1]):
+    def __init__(self, epsilon: float, steps: int, mix_ratio: float, std: Tensor) -> None:
+        self.epsilon, self.steps, self.mix_ratio, self.std = epsilon, steps, mix_ratio, std
+
+    def __repr__(self) -> str:
+        return (
+            f"Adversarial(epsilon={self.epsilon}, steps={self.steps}, mix_ratio={self.mix_ratio})"
+        )
+
+    def __call__(self, model: nn.Module, x: Tensor, target: Tensor, loss_fn: LossFn) -> Tensor:
+        if x.ndim < 2:
+            raise ValueError(f"expected a batch [B, C, …], got shape {tuple(x.shape)}")
+        if self.std.numel() not in (1, x.shape[1]):
             raise ValueError(
-                f"std has {std_t.numel()} values but the batch has {x.shape[1]} channels"
+                f"std has {self.std.numel()} values but the batch has {x.shape[1]} channels"
             )
-        n = round(mix_ratio * x.shape[0])
-        if n == 0 or epsilon == 0:
+        n = round(self.mix_ratio * x.shape[0])
+        if n == 0 or self.epsilon == 0:
             return x
         idx = torch.randperm(x.shape[0])[:n].to(x.device)
-        eps = (epsilon / std_t.to(x.device, x.dtype)).view(1, -1, 1, 1)
+        per_channel = (1, -1, *([1] * (x.ndim - 2)))
+        eps = (self.epsilon / self.std.to(x.device, x.dtype)).view(per_channel)
         was_training = model.training
         model.eval()
         try:
             with torch.enable_grad():
                 x_adv = adversarial_examples(
-                    model, x[idx], target[idx], loss_fn, epsilon=eps, steps=steps
+                    model, x[idx], target[idx], loss_fn, epsilon=eps, steps=self.steps
                 )
         finally:
             model.train(was_training)
@@ -302,10 +342,13 @@ def build_adversarial(
         out[idx] = x_adv.to(out.dtype)
         return out
 
-    adversarial.epsilon = epsilon  # type: ignore[attr-defined]
-    adversarial.steps = steps  # type: ignore[attr-defined]
-    adversarial.mix_ratio = mix_ratio  # type: ignore[attr-defined]
-    return adversarial
+
+def build_adversarial(section: dict[str, dict], *, std: tuple[float, ...]) -> Adversarial | None:
+    """The :class:`Adversarial` transform of a ``procedure`` section, or ``None`` when it is off."""
+    params = _plan(section).adversarial
+    if params is None:
+        return None
+    return Adversarial(params["epsilon"], params["steps"], params["mix_ratio"], _check_std(std))
 
 
 def _check_std(std: Sequence[float]) -> Tensor:

@@ -1,6 +1,6 @@
 """Run independent trainings as Ray tasks: the retraining of a search, the rows of an ablation.
 
-``search/`` is the only package that imports ray (DESIGN.md); others ask here.
+``tuning/`` is the only package that imports ray (DESIGN.md); others ask here.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import time
 from typing import IO, Any
 
 from ray.tune import Callback
+from ray.tune.experiment import Trial
 
 __all__ = ["ProgressCallback", "fmt_duration"]
 
@@ -62,16 +63,20 @@ class ProgressCallback(Callback):
         return state
 
     # -- Ray hooks ----------------------------------------------------------------------------
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_start(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self.running.add(trial.trial_id)
         self._draw(force=False)
 
     def on_trial_result(
-        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
     ) -> None:
         self._draw(force=False)
 
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self.running.discard(trial.trial_id)
         self.done += 1
         result = trial.last_result or {}
@@ -92,13 +97,15 @@ class ProgressCallback(Callback):
                 self.best = (float(value), trial.trial_id)
         self._draw(force=True)
 
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self.running.discard(trial.trial_id)
         self.done += 1
         self.failed += 1
         self._draw(force=True)
 
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         if self.tty and self.stream is not None:
             self.stream.write("\n")
             self.stream.flush()

@@ -17,7 +17,7 @@ import math
 import warnings
 from contextlib import suppress as _suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
@@ -27,6 +27,10 @@ from ray.tune.search.optuna import OptunaSearch
 from tricksearch.errors import ConfigError
 from tricksearch.tuning._config import SAMPLERS
 from tricksearch.tuning._study import STOPPED_ATTR, STUDY_NAME
+
+if TYPE_CHECKING:
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.experiment import Trial
 
 __all__ = [
     "STUDY_NAME",
@@ -116,7 +120,7 @@ class RecordingASHA(ASHAScheduler):
         super().__init__(*args, **kwargs)
         self.pruned: set[str] = set()
 
-    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+    def on_trial_result(self, tune_controller: TuneController, trial: Trial, result: dict) -> str:
         decision = super().on_trial_result(tune_controller, trial, result)
         if decision == TrialScheduler.STOP:
             self.pruned.add(trial.trial_id)

@@ -1,6 +1,6 @@
 """Reading a finished search's Optuna study: for the report, which must not import optuna itself.
 
-``search/`` is the only package that imports ray and optuna (DESIGN.md); the report asks here.
+``tuning/`` is the only package that imports ray and optuna (DESIGN.md); the report asks here.
 """
 
 from __future__ import annotations
@@ -8,9 +8,14 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tricksearch.errors import ConfigError
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.importance import BaseImportanceEvaluator
+    from optuna.trial import FrozenTrial
 
 __all__ = [
     "STOPPED_ATTR",
@@ -31,7 +36,7 @@ STUDY_NAME = "tricksearch"
 STOPPED_ATTR = "stopped_by_time_budget"
 
 
-def outcome(trial: Any) -> str:
+def outcome(trial: FrozenTrial) -> str:
     """What became of a trial, as the user reads it: COMPLETE, PRUNED (by ASHA), FAIL, STOPPED
     (cut by the time budget, with or without values) or RUNNING/WAITING."""
     state = trial.state.name
@@ -40,7 +45,7 @@ def outcome(trial: Any) -> str:
     return state
 
 
-def load_study(run_dir: str | Path) -> Any:
+def load_study(run_dir: str | Path) -> optuna.Study:
     """The Optuna study of the run folder ``run_dir``, or a ConfigError saying what is wrong."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -72,7 +77,7 @@ def load_study(run_dir: str | Path) -> Any:
         ) from None
 
 
-def at_epoch(study: Any, step: int) -> Any:
+def at_epoch(study: optuna.Study, step: int) -> optuna.Study:
     """An in-memory study holding, as COMPLETE, every COMPLETE or PRUNED trial of ``study`` that
     reported epoch ``step``, with its value at that epoch: importance at one fidelity, so trials
     ASHA pruned count too."""
@@ -100,7 +105,7 @@ def at_epoch(study: Any, step: int) -> Any:
     return view
 
 
-def default_evaluator() -> Any:
+def default_evaluator() -> BaseImportanceEvaluator:
     """Optuna's default importance evaluator, built explicitly so its class can be named:
     PED-ANOVA on Optuna >= 5 (handles conditional parameters), fANOVA before."""
     import optuna
@@ -112,7 +117,7 @@ def default_evaluator() -> Any:
     return importance.FanovaImportanceEvaluator()
 
 
-def param_importances(study: Any) -> tuple[dict[str, float], str, list[str]]:
+def param_importances(study: optuna.Study) -> tuple[dict[str, float], str, list[str]]:
     """(importance per parameter, the evaluator's class name, Optuna's warnings, one line each).
 
     Raises ``ValueError`` when the evaluator cannot rate the study.

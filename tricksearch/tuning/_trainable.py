@@ -10,13 +10,17 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from tricksearch.data import DatasetSplits
 from tricksearch.recipe import Recipe
+
+if TYPE_CHECKING:
+    from tricksearch.engine import EpochMetrics
+    from tricksearch.spaces import SearchSpace
 
 __all__ = ["TrialContext", "retrain_one", "run_trial"]
 
@@ -26,7 +30,7 @@ class TrialContext:
     """What every trial shares: the base recipe (as a dict), the space, and user objects."""
 
     base: dict[str, Any]
-    space: Any  # tricksearch.spaces.SearchSpace
+    space: SearchSpace
     cpus_per_trial: float
     device: str
     data: DatasetSplits | None = None
@@ -62,7 +66,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
 
     spent = [0.0]
 
-    def report(m: Any) -> None:
+    def report(m: EpochMetrics) -> None:
         spent[0] += m.epoch_seconds
         tune.report(
             {

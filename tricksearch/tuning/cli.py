@@ -1,128 +1,152 @@
-"""CLI commands of the search: ``tricksearch search`` and ``tricksearch spaces``."""
+"""CLI commands of the search: ``tricksearch search`` and ``tricksearch spaces``.
+
+Light to import (``tuning/_config.py`` only): Ray and Optuna are imported when a search runs.
+"""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
-from tricksearch.cli import _nonneg_int, _positive_int, command, number_arg
+from tricksearch._command import (
+    Command,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    print_table,
+)
 from tricksearch.tuning._config import METRICS, SAMPLERS, SearchConfig
 
-
-def _positive_float(field: str) -> Callable[[str], float]:
-    return number_arg(field, float, minimum=0, strict=True)
+__all__ = ["COMMANDS"]
 
 
-def _nonneg_float(field: str) -> Callable[[str], float]:
-    return number_arg(field, float, minimum=0)
-
-
+# --- search ------------------------------------------------------------------------------------
 def _add_search(p: argparse.ArgumentParser) -> None:
     d = SearchConfig()
-    p.add_argument("--dataset", default=d.dataset, help="dataset name (default: %(default)s)")
-    p.add_argument("--data-root", help="folder holding the dataset files")
-    p.add_argument("--skip-corrupt", action="store_true", help="skip unreadable image files")
-    p.add_argument("--model", default=d.model, help="model name (default: %(default)s)")
-    p.add_argument(
+    _add_what(p.add_argument_group("what to search"), d)
+    _add_folder(p.add_argument_group("run folder"))
+    _add_sampling(p.add_argument_group("sampler and early stopping (ASHA)"), d)
+    _add_resources(p.add_argument_group("resources"), d)
+    _add_retraining(p.add_argument_group("retraining of the best configurations"), d)
+
+
+def _add_what(g: argparse._ArgumentGroup, d: SearchConfig) -> None:
+    g.add_argument("--dataset", default=d.dataset, help="dataset name (default: %(default)s)")
+    g.add_argument("--data-root", help="folder holding the dataset files")
+    g.add_argument("--skip-corrupt", action="store_true", help="skip unreadable image files")
+    g.add_argument("--model", default=d.model, help="model name (default: %(default)s)")
+    g.add_argument(
         "--space", default=d.space, help="preset name or space file (default: %(default)s)"
     )
-    p.add_argument(
+    g.add_argument(
         "--trials",
-        type=_positive_int("--trials"),
+        type=positive_int,
         default=d.trials,
         help="number of trials (default: %(default)s)",
     )
-    p.add_argument(
+    g.add_argument(
         "--epochs",
-        type=_positive_int("--epochs"),
+        type=positive_int,
         default=d.epochs,
         help="full training budget per trial (default: %(default)s)",
     )
-    p.add_argument(
+    g.add_argument(
         "--batch-size",
-        type=_positive_int("--batch-size"),
+        type=positive_int,
         default=d.batch_size,
         help="batch size when the space does not search it (default: %(default)s)",
     )
-    p.add_argument(
+    g.add_argument(
         "--lr",
-        type=_positive_float("--lr"),
+        type=positive_float,
         default=d.lr,
         help="base LR when the space does not search it (default: %(default)s)",
     )
-    p.add_argument("--out", default=None, help="run folder (default: runs/<dataset>)")
-    p.add_argument("--resume", metavar="DIR", help="continue the interrupted search in DIR")
-    p.add_argument(
+
+
+def _add_folder(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--out", default=None, help="run folder (default: runs/<dataset>)")
+    g.add_argument("--resume", metavar="DIR", help="continue the interrupted search in DIR")
+
+
+def _add_sampling(g: argparse._ArgumentGroup, d: SearchConfig) -> None:
+    g.add_argument(
         "--sampler",
         choices=list(SAMPLERS),
         default=d.sampler,
         help="Optuna sampler (default: %(default)s)",
     )
-    p.add_argument(
+    g.add_argument(
         "--seed",
-        type=_nonneg_int("--seed"),
+        type=nonneg_int,
         default=d.seed,
         help="seed of the sampler and of the first retraining seed",
     )
-    p.add_argument(
+    g.add_argument(
         "--metric",
         choices=list(METRICS),
         default=d.metric,
         help="metric to optimise (default: %(default)s)",
     )
-    p.add_argument(
+    g.add_argument(
         "--grace-period",
-        type=_positive_int("--grace-period"),
+        type=positive_int,
         default=d.grace_period,
         help="ASHA: epochs before the first cut",
     )
-    p.add_argument(
+    g.add_argument(
         "--reduction-factor",
-        type=_positive_int("--reduction-factor"),
+        type=positive_int,
         default=d.reduction_factor,
         help="ASHA: keep 1/η of the trials per rung",
     )
-    p.add_argument(
+
+
+def _add_resources(g: argparse._ArgumentGroup, d: SearchConfig) -> None:
+    g.add_argument(
         "--cpus-per-trial",
-        type=_positive_float("--cpus-per-trial"),
+        type=positive_float,
         default=d.cpus_per_trial,
         help="CPU cores per trial; also its torch threads, rounded down (default: %(default)s)",
     )
-    p.add_argument(
+    g.add_argument(
         "--gpus-per-trial",
-        type=_nonneg_float("--gpus-per-trial"),
+        type=nonneg_float,
         default=d.gpus_per_trial,
         help="fractions allowed: 0.5 runs two per GPU",
     )
-    p.add_argument(
+    g.add_argument(
         "--max-concurrent",
-        type=_positive_int("--max-concurrent"),
+        type=positive_int,
         help="at most this many trials at once (default: every free slot)",
     )
-    p.add_argument(
+    g.add_argument(
         "--time-budget",
-        type=_positive_float("--time-budget"),
+        type=positive_float,
         help="end the tuning after this many seconds: running trials are stopped (kept at "
         "their last epoch), no new one starts; the retraining of the winners comes after",
     )
-    p.add_argument(
+    g.add_argument("--address", help="join an existing Ray cluster (e.g. ray://host:10001)")
+
+
+def _add_retraining(g: argparse._ArgumentGroup, d: SearchConfig) -> None:
+    g.add_argument(
         "--top-k",
-        type=_positive_int("--top-k"),
+        type=positive_int,
         default=d.top_k,
         help="configurations retrained at the full budget (default: %(default)s)",
     )
-    p.add_argument(
+    g.add_argument(
         "--seeds",
-        type=_positive_int("--seeds"),
+        type=positive_int,
         default=d.seeds,
         help="seeds per retrained configuration (default: %(default)s)",
     )
-    p.add_argument("--address", help="join an existing Ray cluster (e.g. ray://host:10001)")
 
 
-@command("search", "search the best combination of tricks (Ray Tune + Optuna + ASHA)")
 def run_search_cmd(args: argparse.Namespace) -> int:
+    """``tricksearch search``: a new search, or ``--resume DIR`` to continue one."""
     from tricksearch.tuning._runner import run_search
 
     if args.resume:
@@ -158,27 +182,40 @@ def run_search_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- spaces ------------------------------------------------------------------------------------
 def _add_spaces(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
     p.add_argument("name", nargs="?", help="preset name or space file (for `show`)")
 
 
-@command("spaces", "list the preset search spaces, or `spaces show NAME` to print one")
 def run_spaces(args: argparse.Namespace) -> int:
+    """``tricksearch spaces [list]`` or ``tricksearch spaces show NAME``."""
+    from tricksearch.errors import ConfigError
     from tricksearch.spaces import list_presets, load_space
 
     if args.action == "show":
         if not args.name:
-            from tricksearch.errors import ConfigError
-
             raise ConfigError(
                 "spaces show: give a preset name or a space file, e.g. "
                 "`tricksearch spaces show default`."
             )
         print(load_space(args.name).describe())
         return 0
-    presets = list_presets()
-    width = max(len(n) for n in presets)
-    for name, desc in presets.items():
-        print(f"  {name.ljust(width)}  {desc}")
+    print_table(list(list_presets().items()))
     return 0
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "search",
+        "search the best combination of tricks (Ray Tune + Optuna + ASHA)",
+        run_search_cmd,
+        _add_search,
+    ),
+    Command(
+        "spaces",
+        "list the preset search spaces, or `spaces show NAME` to print one",
+        run_spaces,
+        _add_spaces,
+    ),
+)

@@ -1,30 +1,36 @@
-"""``build``: turn a Recipe into the pieces of a training loop.
+"""The pieces of a training loop built from a Recipe: ``build``, ``Components``, ``model_options``.
 
-Each family module owns its tricks and exposes one builder; this module only calls them, so a new
-trick means a new declaration and a few lines in its family module, never a branch here. A user's
-own training loop can take these pieces and ignore the engine:
+Each trick family (``tricks/schedule.py``, ``tricks/loss.py``, …) owns its tricks and exposes its
+builders; this module only composes them from a Recipe, so a new trick means a declaration, its
+maths and one ``BUILDERS`` entry in its family module, never a branch here. A user's own training
+loop can take these pieces and ignore the engine:
 
     parts = tricksearch.build(recipe, model, num_classes=10, steps_per_epoch=len(loader))
-    for step, (x, y) in enumerate(batches):
-        parts.set_lr(step)
-        x, target = parts.transform(x, y, epoch)
-        loss = parts.loss(model(x), target)
-        ...
+    step = 0
+    for epoch in range(recipe.budget.epochs):
+        for x_uint8, y in loader:
+            parts.set_lr(step)
+            if parts.augment: x_uint8 = parts.augment(x_uint8, epoch)   # uint8 images
+            x, target = normalise(x_uint8), y
+            if parts.multiscale: x = parts.multiscale(x, epoch)
+            if parts.mixer: x, target = parts.mixer(x, y)                # soft targets
+            with parts.precision.autocast(x.device):
+                loss = parts.loss(model(x).float(), target)
+            parts.optimizer.zero_grad(); loss.backward(); parts.optimizer.step()
+            if parts.ema: parts.ema.update_parameters(model)
+            step += 1
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
+from tricksearch.recipe import Recipe
 from tricksearch.tricks import augment, loss, mixing, model_tweaks, optimizer, procedure, schedule
-
-if TYPE_CHECKING:
-    from tricksearch.recipe import Recipe
 
 __all__ = ["Components", "build", "model_options"]
 
@@ -35,13 +41,13 @@ class Components:
 
     optimizer: torch.optim.Optimizer
     lr_schedule: schedule.LRSchedule
-    loss: Callable[..., torch.Tensor]
-    augment: Callable[[torch.Tensor, int], torch.Tensor] | None
-    mixer: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None
-    multiscale: Callable[[torch.Tensor, int], torch.Tensor] | None
-    adversarial: Callable[..., torch.Tensor] | None
+    loss: loss.LossFn
+    augment: augment.BatchAugment | None
+    mixer: mixing.BatchMixer | None
+    multiscale: augment.MultiScale | None
+    adversarial: procedure.Adversarial | None
     precision: procedure.Precision
-    ema: nn.Module | None
+    ema: torch.optim.swa_utils.AveragedModel | None
     grad_clip: float | None
     uses_teacher: bool
     peak_lr: float
@@ -88,6 +94,8 @@ def build(
     ``init=True`` also applies the tricks that act on a freshly built model (zero-γ, class-prior
     bias); pass ``False`` for a model that is already trained. ``class_counts`` (train samples per
     class) is needed by the class-prior bias and by focal loss with inverse-frequency α.
+    ``channels`` and ``image_size`` describe images (the augmentations check them); ``std`` is the
+    per-channel std of the normalised input (adversarial ε is given on the [0, 1] scale).
     """
     if class_counts is None:
         class_counts = torch.ones(num_classes)

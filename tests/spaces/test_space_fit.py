@@ -1,0 +1,75 @@
+"""Fitting a space to the device and the data (``for_device``, ``for_data``); the model is in
+test_searchspace.py."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from tricksearch.errors import ConfigError
+from tricksearch.spaces import SearchSpace, load_space
+from tricksearch.tricks import SearchSpec, _base, registered_tricks
+
+
+def test_for_device_fixes_fp16_to_bf16_on_cpu_with_a_note() -> None:
+    space = load_space("default")
+    assert space.tricks["low_precision"].params["dtype"] == SearchSpec(choices=("bf16", "fp16"))
+    cpu = space.for_device("cpu")
+    assert cpu.tricks["low_precision"].params["dtype"] == "bf16"
+    assert cpu.tricks["low_precision"].switch == space.tricks["low_precision"].switch
+    assert "procedure.low_precision.dtype" not in cpu.keys()
+    assert any(
+        n.startswith("low_precision: fp16 is not searched on CPU") and "--gpus-per-trial" in n
+        for n in cpu.notes
+    )
+    assert cpu.name == space.name and cpu.lr == space.lr
+
+
+def test_for_device_keeps_the_space_elsewhere_and_without_fp16() -> None:
+    space = load_space("default")
+    assert space.for_device("cuda") == space and space.for_device("cuda").notes == space.notes
+    for kept in (
+        SearchSpace({"low_precision": {"dtype": "bf16"}}),
+        SearchSpace({"low_precision": {"switch": "off"}}),
+        SearchSpace({"warmup": {}}),
+    ):
+        cpu = kept.for_device("cpu")
+        assert cpu == kept and cpu.notes == kept.notes
+
+
+def test_for_data_leaves_out_image_only_tricks_for_signals() -> None:
+    space = load_space("default")
+    signal = space.for_data("signal", None)
+    tricks = registered_tricks()
+    assert {"cutmix", "ricap"} <= set(space.tricks)
+    assert not {"cutmix", "ricap"} & set(signal.tricks)
+    assert all("signal" in tricks[n].data_kinds for n in signal.tricks)
+    assert "cutmix: left out: works on image data, not signal" in signal.notes
+    assert not any(k.startswith("mixing.cutmix") for k in signal.keys())
+
+
+def test_for_data_follows_each_tricks_declared_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = registered_tricks()["label_smoothing"]
+    monkeypatch.setitem(
+        _base._REGISTRY, "label_smoothing", replace(spec, data_kinds=frozenset({"image"}))
+    )
+    space = SearchSpace({"label_smoothing": {}, "mixup": {}, "warmup": {"switch": "off"}})
+    features = space.for_data("features", None)
+    assert set(features.tricks) == {"mixup", "warmup"}
+    assert features.notes == ["label_smoothing: left out: works on image data, not features"]
+    assert space.for_data("image", (8, 8)) == space
+
+
+def test_for_data_leaves_out_tricks_that_need_larger_images() -> None:
+    space = SearchSpace({"cutmix": {}, "mixup": {}, "ricap": {"switch": "off"}})
+    tiny = space.for_data("image", (1, 1))
+    assert set(tiny.tricks) == {"mixup"}
+    assert tiny.notes == ["cutmix: left out: needs images of at least 2x2 pixels, got 1x1"]
+    assert space.for_data("image", (2, 2)) == space
+    assert space.for_data("image", None) == space
+
+
+def test_for_data_refuses_an_unknown_kind() -> None:
+    with pytest.raises(ConfigError, match="kind: got 'audio', expected one of image, signal"):
+        load_space("minimal").for_data("audio", None)

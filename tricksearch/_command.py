@@ -1,0 +1,79 @@
+"""What a command of the command line is, and the argparse value types the commands share.
+
+Each CLI module (``cli.py``, ``tuning/cli.py``, ``report/cli.py``) lists its commands as
+:class:`Command` records; ``cli.py`` puts the lists together. This module imports nothing of
+tricksearch, so every CLI module can use it without importing another.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+__all__ = [
+    "Command",
+    "nonneg_float",
+    "nonneg_int",
+    "number_arg",
+    "positive_float",
+    "positive_int",
+    "print_table",
+]
+
+#: A command's handler: the parsed arguments in, the exit status out.
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``add_arguments`` of a command that takes none."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """One sub-command: ``tricksearch NAME``.
+
+    ``add_arguments`` adds its options to its sub-parser; ``run`` does the work. Both must be
+    cheap to import: heavy packages (torch, ray, optuna) are imported inside ``run``, so
+    ``tricksearch NAME --help`` answers at once.
+    """
+
+    name: str
+    help: str
+    run: Handler
+    add_arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments
+
+
+N = TypeVar("N", int, float)
+
+
+def number_arg(kind: type[N], *, minimum: float, strict: bool = False) -> Callable[[str], N]:
+    """An argparse ``type=`` that parses ``kind`` and refuses values below ``minimum`` (or equal
+    to it when ``strict``), naming the value and what is allowed (argparse adds the option)."""
+    noun = "an integer" if kind is int else "a number"
+    allowed = f"{noun} {'>' if strict else '>='} {minimum:g}"
+
+    def parse(text: str) -> N:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"got {text!r}, expected {allowed}") from None
+        if value < minimum or (strict and value == minimum) or value != value:  # NaN too
+            raise argparse.ArgumentTypeError(f"got {text}, expected {allowed}")
+        return value
+
+    return parse
+
+
+positive_int = number_arg(int, minimum=1)
+nonneg_int = number_arg(int, minimum=0)
+positive_float = number_arg(float, minimum=0, strict=True)
+nonneg_float = number_arg(float, minimum=0)
+
+
+def print_table(rows: list[tuple[str, str]]) -> None:
+    """Two aligned columns, indented by two spaces (the listings)."""
+    width = max((len(a) for a, _ in rows), default=0)
+    for a, b in rows:
+        print(f"  {a.ljust(width)}  {b}")

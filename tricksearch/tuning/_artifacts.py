@@ -1,0 +1,281 @@
+"""What a search writes and says at the end: ``trials.csv``, ``results.json``, ``best_recipe.yaml``
+(its provenance is the summary), the report, the closing lines; and the result a finished search
+left behind, for a resume that has nothing left to do.
+
+``best_recipe.yaml`` and then ``results.json`` are a finished search's last writes: a run folder
+holding both is done (:func:`stored_result`).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from tricksearch.errors import TricksearchError
+from tricksearch.tuning._candidates import TrialRecord, evidence
+from tricksearch.tuning._config import SearchConfig
+from tricksearch.tuning._console import say
+from tricksearch.tuning._result import SearchResult
+
+if TYPE_CHECKING:
+    from tricksearch.recipe import Recipe
+
+__all__ = [
+    "OUTCOMES",
+    "Timings",
+    "closing_lines",
+    "nothing_usable",
+    "outcome_counts",
+    "save_outcome",
+    "search_summary",
+    "stored_result",
+    "time_budget_line",
+    "write_trials_csv",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The outcomes results.json counts (keyed in lower case), as ``_study.outcome`` names them.
+OUTCOMES = ("COMPLETE", "PRUNED", "FAIL", "STOPPED")
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds spent: the whole search so far, starting Ray, and tuning (0 on a resume with no
+    trial left to run)."""
+
+    seconds: float
+    ray_start_seconds: float = 0.0
+    tune_seconds: float = 0.0
+
+
+# --- the trials ---------------------------------------------------------------------------------
+def write_trials_csv(records: Sequence[TrialRecord], path: Path) -> None:
+    """Every trial, one row: its outcome (Optuna's state, or STOPPED for a trial the time budget
+    cut; see ``_study.outcome``), value, epochs, seconds and parameters."""
+    keys = sorted({k for r in records for k in r.params})
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["number", "state", "value", "epochs", "seconds", *keys])
+        for r in records:
+            w.writerow(
+                [
+                    r.number,
+                    r.outcome,
+                    "" if r.value is None else r.value,
+                    r.epochs,
+                    "" if r.seconds is None else r.seconds,
+                    *[r.params.get(k, "") for k in keys],
+                ]
+            )
+
+
+def outcome_counts(records: Sequence[TrialRecord]) -> dict[str, int]:
+    """Trials per outcome, keyed as results.json has them: complete, pruned, fail, stopped."""
+    found = [r.outcome for r in records]
+    return {k.lower(): found.count(k) for k in OUTCOMES}
+
+
+def time_budget_line(counts: Mapping[str, int], config: SearchConfig) -> str | None:
+    """What the time budget cut, or None when it cut nothing (or there is none)."""
+    if not (counts["stopped"] and config.time_budget):
+        return None
+    return (
+        f"time budget of {config.time_budget:g} s reached: "
+        f"{sum(counts.values())} of {config.trials} trials ran, "
+        f"{counts['stopped']} of them cut short by it"
+    )
+
+
+def nothing_usable(counts: Mapping[str, int], n: int, config: SearchConfig, run_dir: Path) -> str:
+    """Why no trial can be a candidate, and what to do about it."""
+    errors = (
+        f"The errors are in {run_dir / 'ray'} (error.txt of each trial) and {run_dir / 'ray.log'}."
+    )
+    budget = "none set" if config.time_budget is None else f"{config.time_budget:g} s"
+    if counts["stopped"] and not counts["fail"]:
+        return (
+            f"the time budget ({budget}) ran out before any trial finished its "
+            f"first epoch ({counts['stopped']} of {n} trials stopped); no recipe was written. "
+            "A trial first starts a worker (importing torch, loading the data), which takes "
+            "seconds on its own: run the search again with a larger --time-budget and a new --out."
+        )
+    if counts["stopped"]:
+        return (
+            f"no trial finished an epoch: {counts['fail']} failed and {counts['stopped']} were "
+            f"stopped by the time budget ({budget}) first; no recipe was "
+            f"written. {errors}"
+        )
+    return f"every trial failed ({counts['fail']} failed of {n}); no recipe was written. {errors}"
+
+
+# --- the result ---------------------------------------------------------------------------------
+def search_summary(
+    config: SearchConfig,
+    records: Sequence[TrialRecord],
+    table: Sequence[Mapping[str, Any]],
+    winner: Mapping[str, Any],
+    seeds: Sequence[int],
+    *,
+    timings: Timings,
+    slots: int,
+) -> dict[str, Any]:
+    """The summary of results.json and of the best recipe's provenance. ``table``: every
+    retrained candidate (``_candidates.candidate_table``), the baseline last."""
+    from tricksearch.api import versions
+
+    win_ev = evidence(winner)
+    base_ev = evidence(next(c for c in table if c["label"] == "baseline"))
+    return {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "dataset": {
+            "name": config.dataset,
+            "val_fraction": config.val_fraction,
+            "test_fraction": config.test_fraction,
+            "split_seed": config.split_seed,
+        },
+        "model": config.model,
+        "budget": {"epochs": config.epochs},
+        "search": {
+            "space": config.space,
+            "sampler": config.sampler,
+            "seed": config.seed,
+            "metric": config.metric,
+            "trials_requested": config.trials,
+            "trials": outcome_counts(records),
+            "trial_epochs": sum(r.epochs for r in records),
+            "full_budget_epochs": len(records) * config.epochs,
+            "chosen_from": winner["label"],
+            "candidates": [c["label"] for c in table if c["label"] != "baseline"],
+            "seconds": round(timings.seconds, 1),
+            "ray_start_seconds": round(timings.ray_start_seconds, 2),
+            "tune_seconds": round(timings.tune_seconds, 2),
+            "slots": slots,
+            "trial_train_seconds": round(sum(r.train_seconds for r in records), 2),
+        },
+        "seeds": list(seeds),
+        "recipe": win_ev,
+        "baseline": base_ev,
+        "gain": {
+            "val_acc": win_ev["val_acc_mean"] - base_ev["val_acc_mean"],
+            "test_acc": win_ev["test_acc_mean"] - base_ev["test_acc_mean"],
+        },
+        "versions": versions(),
+    }
+
+
+def save_outcome(
+    config: SearchConfig,
+    run_dir: Path,
+    table: Sequence[Mapping[str, Any]],
+    winner: Mapping[str, Any],
+    summary: dict[str, Any],
+    out: IO[str] | None,
+) -> SearchResult:
+    """Write ``best_recipe.yaml`` (the winner, seeded as the search, the summary as provenance),
+    then ``results.json``, then the report; say the closing lines; return the result."""
+    best: Recipe = winner["recipe"]
+    best = best.with_changes(
+        budget=best.budget.to_dict() | {"seed": config.seed},
+        provenance=json.loads(json.dumps(summary)),
+    )
+    recipe_path = best.save(run_dir / "best_recipe.yaml")
+    rows = [
+        {
+            "label": c["label"],
+            "val_mean": c["val_mean"],
+            "val_std": c["val_std"],
+            "ok": c["ok"],
+            "tricks": sorted(c["recipe"].tricks_on()),
+            "val": [r.get(config.metric) for r in c["rows"]],
+        }
+        for c in table
+    ]
+    text = json.dumps({"summary": summary, "candidates": rows}, indent=2)
+    (run_dir / "results.json").write_text(text + "\n")
+    _write_report(run_dir, out)
+    say(out, closing_lines(best, summary, recipe_path, config))
+    return SearchResult(
+        best=best,
+        run_dir=run_dir,
+        recipe_path=recipe_path,
+        summary=summary,
+        candidates=[dict(c) for c in table],
+    )
+
+
+def stored_result(run_dir: Path) -> SearchResult | None:
+    """The result a finished search left in ``run_dir``, or None when the search stopped before
+    writing both best_recipe.yaml and results.json. ``candidates`` are results.json's summaries
+    (label, val mean/std, tricks), not the retrained recipes."""
+    from tricksearch.recipe import load_recipe
+
+    recipe_path, results = run_dir / "best_recipe.yaml", run_dir / "results.json"
+    if not (recipe_path.is_file() and results.is_file()):
+        return None
+    try:
+        stored = json.loads(results.read_text())
+        best = load_recipe(recipe_path)
+    except (OSError, ValueError, TricksearchError):  # a damaged file: redo the retraining
+        return None
+    summary = stored.get("summary") if isinstance(stored, dict) else None
+    if not isinstance(summary, dict) or not {"recipe", "baseline", "gain"} <= set(summary):
+        return None
+    return SearchResult(
+        best=best,
+        run_dir=run_dir,
+        recipe_path=recipe_path,
+        summary=summary,
+        candidates=stored.get("candidates") or [],
+    )
+
+
+def _write_report(run_dir: Path, out: IO[str] | None) -> None:
+    """``report.md`` (and its plots) in the run folder; a failure is a warning, not lost work."""
+    try:
+        from tricksearch.report import write_report
+    except ImportError:
+        return
+    try:
+        path = write_report(run_dir)
+        say(out, f"report: {path}")
+    except Exception as exc:  # the recipe is already safe on disk; a report bug must not lose it
+        logger.exception("report failed")
+        say(
+            out,
+            f"warning: the report could not be written ({exc}); "
+            f"retry with `tricksearch report {run_dir}`",
+        )
+
+
+def closing_lines(
+    best: Recipe, summary: Mapping[str, Any], path: Path, config: SearchConfig
+) -> str:
+    """Where the best recipe is, its tricks, its test accuracy against the baseline's, and the
+    command that trains it again."""
+    r, b = summary["recipe"], summary["baseline"]
+    n = len(summary["seeds"])
+    tricks = ", ".join(best.tricks_on()) or "none"
+    changed = [
+        f"{k} {getattr(best.budget, k):g} instead of {getattr(config, k):g}"
+        for k in ("lr", "batch_size")
+        if getattr(best.budget, k) != getattr(config, k)
+    ]
+    searched = summary.get("search", {})
+    budget = summary.get("budget", {})
+    default_budget = f"; {', '.join(changed)}" if changed else ""
+    return (
+        f"best recipe: {path}\n"
+        f"  tricks: {tricks}{default_budget}\n"
+        f"  test acc {r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} vs baseline "
+        f"{b['test_acc_mean']:.4f} ± {b['test_acc_std']:.4f} ({n} seed{'s' if n > 1 else ''}; "
+        f"gain {summary['gain']['test_acc']:+.4f}; {sum(searched.get('trials', {}).values())} "
+        f"trials of {budget.get('epochs', '?')} epochs)\n"
+        f"  reproduce: tricksearch train --recipe {path}"
+    )

@@ -1,0 +1,99 @@
+"""The retraining: each candidate and the baseline trained at the full budget with the same seeds.
+
+Identical recipes (a candidate that is the baseline) are trained once and their results shared.
+The trainings run as Ray tasks; one that raises counts as a failed seed, not a failed search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
+
+from tricksearch.tuning._config import SearchConfig
+from tricksearch.tuning._console import say
+
+if TYPE_CHECKING:
+    from tricksearch.recipe import Recipe
+    from tricksearch.spaces import SearchSpace
+    from tricksearch.tuning._candidates import TrialRecord
+    from tricksearch.tuning._trainable import TrialContext
+
+__all__ = ["RetrainJob", "candidate_recipes", "plan_jobs", "retrain"]
+
+
+class RetrainJob(NamedTuple):
+    """One training: the label it stands for, the recipe (as a dict), the seed."""
+
+    label: str
+    recipe: dict[str, Any]
+    seed: int
+
+
+def candidate_recipes(
+    candidates: Sequence[TrialRecord], space: SearchSpace, base: Recipe
+) -> dict[str, Recipe]:
+    """``{"trial N": its recipe, ..., "baseline": the base recipe with every trick off}``."""
+    recipes = {f"trial {r.number}": space.to_recipe(base, dict(r.params)) for r in candidates}
+    recipes["baseline"] = base.baseline()
+    return recipes
+
+
+def plan_jobs(
+    recipes: Mapping[str, Recipe], seeds: Sequence[int]
+) -> tuple[list[RetrainJob], dict[str, str]]:
+    """The trainings to run (each distinct recipe once per seed, the baseline first) and, for each
+    label, the label whose trainings stand for it (itself unless an earlier one is identical)."""
+    unique: dict[str, str] = {}
+    alias: dict[str, str] = {}
+    for label in ["baseline", *[k for k in recipes if k != "baseline"]]:
+        key = recipes[label].dumps("json")
+        alias[label] = unique.setdefault(key, label)
+    jobs = [
+        RetrainJob(label, recipes[label].to_dict(), s)
+        for label in set(alias.values())
+        for s in seeds
+    ]
+    jobs.sort(key=lambda j: (j.label != "baseline", j.label, j.seed))
+    return jobs, alias
+
+
+def retrain(
+    recipes: Mapping[str, Recipe],
+    seeds: Sequence[int],
+    ctx: TrialContext,
+    config: SearchConfig,
+    out: IO[str] | None,
+) -> list[dict[str, Any]]:
+    """Train every recipe with every seed; one result per label and seed (``label``, ``seed``, and
+    the metrics, or ``error`` for a training that failed), in the order of ``recipes``."""
+    jobs, alias = plan_jobs(recipes, seeds)
+    trained = _run(jobs, ctx, config, out)
+    return [
+        r | {"label": label} for label in recipes for r in trained if r["label"] == alias[label]
+    ]
+
+
+def _run(
+    jobs: Sequence[RetrainJob], ctx: TrialContext, config: SearchConfig, out: IO[str] | None
+) -> list[dict[str, Any]]:
+    """Run the jobs as Ray tasks with a trial's resources; a line of progress as each ends."""
+    from tricksearch.tuning._parallel import map_tasks
+    from tricksearch.tuning._trainable import retrain_one
+
+    results: list[dict[str, Any]] = []
+    tasks = [(job.recipe, job.seed) for job in jobs]
+    for i, res in map_tasks(
+        retrain_one,
+        tasks,
+        num_cpus=config.cpus_per_trial,
+        num_gpus=config.gpus_per_trial,
+        shared=ctx,
+    ):
+        label, _, seed = jobs[i]
+        if isinstance(res, Exception):  # a candidate that raises is out, not the search
+            res = {"seed": seed, "error": str(res).splitlines()[0]}
+        res["label"] = label
+        results.append(res)
+        score = f"val_acc {res['val_acc']:.4f}" if "val_acc" in res else "failed"
+        say(out, f"  retrained {len(results)}/{len(jobs)}: {label} seed {seed}: {score}")
+    return results

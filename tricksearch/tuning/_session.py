@@ -1,0 +1,160 @@
+"""The Ray session of a search: started (or joined), its resources checked, and SIGTERM read as
+Ctrl-C so that a killed search still closes cleanly and can be resumed."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+from tricksearch.errors import ConfigError
+from tricksearch.tuning._config import SearchConfig
+from tricksearch.tuning._console import ray_output_to
+
+__all__ = ["RaySession", "check_resources", "ray_session", "sigterm_as_interrupt"]
+
+
+@dataclass(frozen=True)
+class RaySession:
+    """What a search learns when Ray is up: parallel trial slots, the console stream (the
+    original stdout; Ray's own output goes to ``ray.log``), and how long Ray took to start."""
+
+    slots: int
+    console: IO[str]
+    start_seconds: float
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C so a killed search still closes cleanly and can be resumed."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def ray_session(config: SearchConfig, run_dir: Path) -> Iterator[RaySession]:
+    """Ray inside the block: the running session, the cluster at ``config.address``, or a local
+    one (shut down at the end). Ray's output goes to ``run_dir/ray.log`` meanwhile; the per-trial
+    request is checked against the cluster before anything runs."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C reaches us; resume handles it
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    with ray_output_to(run_dir / "ray.log") as console:
+        started = False
+        t0 = time.monotonic()
+        if not ray.is_initialized():
+            _init(config, run_dir)
+            started = True
+        start_seconds = time.monotonic() - t0
+        try:
+            yield RaySession(check_resources(config), console, start_seconds)
+        finally:
+            if started:
+                ray.shutdown()
+
+
+def _init(config: SearchConfig, run_dir: Path) -> None:
+    """``ray.init``: a local cluster, or the one at ``config.address`` (a clear error if it cannot
+    be joined)."""
+    import ray
+
+    if config.address:
+        _check_reachable(config.address)
+        _join_auth_mode()
+    try:
+        ray.init(
+            address=config.address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+    except (ConnectionError, RuntimeError) as exc:
+        if not config.address:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"address: could not join the Ray cluster at {config.address!r} ({first}). "
+            "Check the address (host:port of `ray start --head`, or ray://host:10001); "
+            "a cluster with token authentication also needs its token here "
+            "(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) and "
+            f"RAY_AUTH_MODE=token. Ray's log: {run_dir / 'ray.log'}"
+        ) from None
+
+
+def check_resources(config: SearchConfig) -> int:
+    """Compare the per-trial request with what Ray has; return the number of parallel slots."""
+    import ray
+
+    res = ray.cluster_resources()
+    cpus, gpus = float(res.get("CPU", 0)), float(res.get("GPU", 0))
+    if config.gpus_per_trial > 0 and gpus < config.gpus_per_trial:
+        raise ConfigError(
+            f"gpus_per_trial: got {config.gpus_per_trial}, but "
+            f"{'the cluster' if config.address else 'this machine'} has {gpus:g} GPU(s); "
+            "use --gpus-per-trial 0 (Ray would wait forever for a GPU that is not there)."
+        )
+    if cpus < config.cpus_per_trial:
+        raise ConfigError(
+            f"cpus_per_trial: got {config.cpus_per_trial}, but only {cpus:g} CPU(s) are available."
+        )
+    slots = int(cpus // config.cpus_per_trial)
+    if config.gpus_per_trial > 0:
+        slots = min(slots, int(gpus // config.gpus_per_trial))
+    slots = max(1, slots)
+    if config.max_concurrent is not None:
+        slots = min(slots, config.max_concurrent)
+    return slots
+
+
+def _join_auth_mode() -> None:
+    """Joining an existing cluster: Ray 2.60 enables token authentication on clusters it starts,
+    but a client given an address only sends the token in token mode. Turn it on when the user has
+    not chosen (RAY_AUTH_MODE unset) and a token is at hand — what ``ray.init()`` does by itself
+    for a local cluster."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # another Ray version: leave it to the user's RAY_AUTH_MODE
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not minutes, when nothing listens at ``host:port``."""
+    import socket
+
+    if address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            return
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"address: got {address!r}, but nothing answers there ({exc}); expected the "
+            "host:port printed by `ray start --head` (default port 6379), ray://host:10001 or "
+            "auto."
+        ) from None

@@ -1,0 +1,195 @@
+"""The tuning phase: the Optuna study in the run folder, and one Ray Tune run over it
+(``Tuner(trial, TruthfulOptunaSearch, RecordingASHA)``) for the trials still to run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from tricksearch.tuning._candidates import TrialRecord, trial_record
+from tricksearch.tuning._config import SearchConfig
+from tricksearch.tuning._study import STUDY_NAME
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from tricksearch.recipe import Recipe
+    from tricksearch.spaces import SearchSpace
+    from tricksearch.tuning._searcher import RecordingASHA
+    from tricksearch.tuning._trainable import TrialContext
+
+__all__ = [
+    "TuneJob",
+    "close_study",
+    "finished_trials",
+    "first_points",
+    "open_study",
+    "run_tune",
+    "study_records",
+]
+
+
+@dataclass(frozen=True)
+class TuneJob:
+    """One Tuner run over the study: what to search, where the study is, what trials share.
+
+    ``done``: trials already finished in the study (a resume continues after them); ``points``:
+    configurations evaluated first (a fresh search only); ``resume``: the study holds earlier
+    trials, and trials an interruption left RUNNING are run again first.
+    """
+
+    config: SearchConfig
+    run_dir: Path
+    space: SearchSpace
+    storage: optuna.storages.RDBStorage
+    sampler: optuna.samplers.BaseSampler
+    ctx: TrialContext
+    done: int = 0
+    points: list[dict[str, Any]] = field(default_factory=list)
+    resume: bool = False
+
+    @property
+    def remaining(self) -> int:
+        """How many trials this run starts."""
+        return self.config.trials - self.done
+
+
+def open_study(run_dir: Path, mode: str) -> tuple[optuna.Study, optuna.storages.RDBStorage]:
+    """The study in ``run_dir/study.db`` (created, or loaded on resume) and its storage."""
+    import optuna
+
+    from tricksearch.tuning._searcher import open_storage
+
+    storage = open_storage(run_dir)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=STUDY_NAME,
+        direction="maximize" if mode == "max" else "minimize",
+        load_if_exists=True,
+    )
+    return study, storage
+
+
+def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The trials that ended: COMPLETE, PRUNED or FAIL."""
+    from optuna.trial import TrialState
+
+    return study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    )
+
+
+def study_records(storage: optuna.storages.RDBStorage) -> list[TrialRecord]:
+    """Every trial of the study, as plain records."""
+    import optuna
+
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    return [trial_record(t) for t in study.get_trials(deepcopy=False)]
+
+
+def close_study(storage: optuna.storages.RDBStorage) -> list[TrialRecord]:
+    """Close the trials a time budget left RUNNING (``close_running_trials``); every trial of the
+    study, as plain records."""
+    import optuna
+
+    from tricksearch.tuning._searcher import close_running_trials
+
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    close_running_trials(study)
+    return [trial_record(t) for t in study.trials]
+
+
+def first_points(space: SearchSpace, base: Recipe, trials: int) -> list[dict[str, Any]]:
+    """The configurations a fresh search evaluates first: the baseline and bag-of-tricks presets
+    (as the space can express them; distinct; at most ``trials``)."""
+    from tricksearch.spaces import preset_recipe
+
+    points: list[dict[str, Any]] = []
+    for name in ("baseline", "bag-of-tricks"):
+        point = space.point(preset_recipe(name, base))
+        if point not in points:
+            points.append(point)
+    return points[:trials]
+
+
+def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> None:
+    """Run the job's remaining trials, ``slots`` at a time; progress lines go to ``out``."""
+    from ray import tune
+
+    from tricksearch.tuning._progress import ProgressCallback
+    from tricksearch.tuning._searcher import TruthfulOptunaSearch
+    from tricksearch.tuning._trainable import run_trial
+
+    config = job.config
+    scheduler = _scheduler(job)
+    searcher = TruthfulOptunaSearch(
+        job.space,
+        metric=config.metric,
+        mode=config.mode,
+        points_to_evaluate=job.points or None,
+        sampler=job.sampler,
+        study_name=STUDY_NAME,
+        storage=job.storage,
+        max_t=config.epochs,
+        adopt_running=job.resume,
+        pruned_by_scheduler=scheduler.pruned,
+    )
+    progress = ProgressCallback(
+        total=config.trials,
+        already_done=job.done,
+        max_t=config.epochs,
+        metric=config.metric,
+        mode=config.mode,
+        stream=out,
+        pruned_by_scheduler=scheduler.pruned,
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, ctx=job.ctx),
+        {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
+    )
+    ray_dir = job.run_dir / "ray"
+    session = len(list(ray_dir.glob("tune-*"))) if ray_dir.exists() else 0
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            metric=config.metric,
+            mode=config.mode,
+            num_samples=job.remaining,
+            max_concurrent_trials=slots,
+            reuse_actors=True,
+            time_budget_s=config.time_budget,
+        ),
+        run_config=tune.RunConfig(
+            name=f"tune-{session}",
+            storage_path=str(ray_dir),
+            verbose=0,
+            callbacks=[progress],
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
+    )
+    tuner.fit()
+
+
+def _scheduler(job: TuneJob) -> RecordingASHA:
+    """ASHA over epochs; on resume it is told the finished trials' values, so that new trials are
+    pruned against them."""
+    import optuna
+
+    from tricksearch.tuning._searcher import RecordingASHA
+
+    config = job.config
+    scheduler = RecordingASHA(
+        time_attr="training_iteration",
+        max_t=config.epochs,
+        grace_period=config.grace,
+        reduction_factor=config.reduction_factor,
+    )
+    if job.resume:
+        study = optuna.load_study(study_name=STUDY_NAME, storage=job.storage)
+        finished = finished_trials(study)
+        scheduler.remember([dict(t.intermediate_values) for t in finished], config.mode)
+    return scheduler
