@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tricksearch.tuning._result import SearchFailed
-from tricksearch.tuning._study import outcome
+from tricksearch.tuning._study import ERROR_ATTR, ERROR_FILE_ATTR, outcome
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -42,7 +42,9 @@ class TrialRecord:
     ``state``: Optuna's state name (COMPLETE, PRUNED, FAIL, RUNNING, WAITING); ``outcome``: what
     the user reads (``_study.outcome``: STOPPED for a trial the time budget cut; left out, the
     state). ``epochs``: the epochs it trained. ``seconds``: its wall time (None while unknown);
-    ``train_seconds``: the time spent in its own training and validation.
+    ``train_seconds``: the time spent in its own training and validation. ``error``: for a
+    failed trial, its cause in one line (``ValueError: …``); ``error_file``: where the whole
+    traceback is (Ray's ``error.txt``).
     """
 
     number: int
@@ -54,6 +56,8 @@ class TrialRecord:
     outcome: str | None = None
     seconds: float | None = None
     train_seconds: float = 0.0
+    error: str | None = None
+    error_file: str | None = None
 
     def __post_init__(self) -> None:
         if self.outcome is None:
@@ -80,6 +84,8 @@ def trial_record(trial: FrozenTrial) -> TrialRecord:
         outcome=outcome(trial),
         seconds=trial.duration.total_seconds() if trial.duration else None,
         train_seconds=float(trial.user_attrs.get("train_seconds", 0.0)),
+        error=trial.user_attrs.get(ERROR_ATTR),
+        error_file=trial.user_attrs.get(ERROR_FILE_ATTR),
     )
 
 

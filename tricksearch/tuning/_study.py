@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 __all__ = [
+    "ERROR_ATTR",
+    "ERROR_FILE_ATTR",
     "STOPPED_ATTR",
     "STUDY_NAME",
     "at_epoch",
@@ -34,6 +36,9 @@ STUDY_NAME = "tricksearch"
 #: PRUNED trial without a value would rank as the worst score). Neither is the configuration's
 #: doing, so the user reads "stopped by the time budget", not "pruned by ASHA" or "failed".
 STOPPED_ATTR = "stopped_by_time_budget"
+#: User attributes of a failed trial: its cause in one line, and the file with the traceback.
+ERROR_ATTR = "error"
+ERROR_FILE_ATTR = "error_file"
 
 
 def outcome(trial: FrozenTrial) -> str:
