@@ -152,6 +152,65 @@ def test_train_from_a_searched_recipe_shows_what_the_search_measured(cli, tmp_pa
     assert code == 0 and "final: val_acc" in out and "the search measured" not in out
 
 
+def test_train_a_recipe_found_with_a_python_model_is_one_clear_line(cli, tmp_path) -> None:
+    path = Recipe.from_dict({"model": {"name": "python:mymodels.make_net"}}).save(
+        tmp_path / "best_recipe.yaml"
+    )
+    code, out, err = cli("train", "--recipe", str(path), "--device", "cpu")
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "found with a Python model (mymodels.make_net)" in err
+    assert f"tricksearch.train({str(path)!r}, model=make_net)" in err
+    # a registry model given on the command line replaces it
+    code, out, _ = cli("train", "--recipe", str(path), "--model", "cnn-small", "--epochs", "1")
+    assert code == 0 and "training cnn-small" in out
+
+
+def test_train_a_recipe_found_on_python_data_is_one_clear_line(cli, tmp_path) -> None:
+    path = Recipe.from_dict({"data": {"dataset": "tensors"}}).save(tmp_path / "r.yaml")
+    code, _, err = cli("train", "--recipe", str(path))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "data given from Python" in err and "dataset=(x, y)" in err
+
+
+def test_train_uses_the_recipes_threads_and_threads_overrides(cli, tmp_path) -> None:
+    path = Recipe.from_dict({"budget": {"epochs": 1}, "runtime": {"threads": 1}}).save(
+        tmp_path / "r.yaml"
+    )
+    code, out, _ = cli(
+        "train", "--recipe", str(path), "--device", "cpu", "--out", str(tmp_path / "a")
+    )
+    assert code == 0 and "with 1 torch thread(s)" in out
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["threads"] == 1
+    code, out, _ = cli(
+        "train",
+        "--recipe",
+        str(path),
+        "--threads",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "b"),
+    )
+    assert code == 0 and "with 2 torch thread(s)" in out
+    assert load_recipe(tmp_path / "b" / "recipe.yaml").runtime.threads == 2
+    with pytest.raises(SystemExit) as exc:
+        cli("train", "--threads", "0")
+    assert exc.value.code == 2
+
+
+def test_search_resume_of_a_python_model_run_says_to_resume_from_python(cli, tmp_path) -> None:
+    from tricksearch.tuning import SearchConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    SearchConfig(model="python:mymodels.make_net", out=str(run)).save(run / "search.json")
+    code, _, err = cli("search", "--resume", str(run))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"tricksearch.resume({str(run)!r}, model=make_net) from Python" in err
+
+
 @pytest.mark.slow
 def test_train_digits_reaches_95_percent(cli, tmp_path) -> None:
     out = tmp_path / "run"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -169,3 +170,51 @@ def test_model_compatibility_rules_are_the_same_for_recipes_and_spaces() -> None
         assert fitted.notes == [f"{name} left out: {reason.note}"]
         assert f"but model 'm' {reason.lacks}" in reason.refusal("m")
     assert incompatibility(tricks["label_smoothing"], {}) is None
+
+
+# --- runtime: the torch thread count ------------------------------------------------------------
+def test_runtime_threads_round_trip_and_are_left_out_when_unset(tmp_path) -> None:
+    r = Recipe.from_dict({"runtime": {"threads": 2}})
+    assert r.runtime.threads == 2
+    assert r.to_dict()["runtime"] == {"threads": 2}
+    assert load_recipe(r.save(tmp_path / "r.yaml")) == r
+    assert "runtime:\n  threads: 2\n" in r.dumps()
+    assert "runtime" not in Recipe().to_dict()  # None: torch's default, nothing written
+    assert Recipe.from_dict({"runtime": {"threads": None}}) == Recipe()
+    # the baseline and with_changes keep it
+    assert r.with_trick("cosine").baseline().runtime.threads == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "fragment"),
+    [
+        (0, ConfigError, "runtime.threads: got 0, expected an integer >= 1 or null"),
+        (1.5, ConfigTypeError, "runtime.threads: got 1.5"),
+        ("4", ConfigTypeError, "runtime.threads: got '4'"),
+    ],
+)
+def test_runtime_threads_refused(value, error, fragment: str) -> None:
+    with pytest.raises(error, match=re.escape(fragment)):
+        Recipe.from_dict({"runtime": {"threads": value}})
+
+
+def test_runtime_unknown_key_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"runtime\.cores: unknown key; allowed: threads"):
+        Recipe.from_dict({"runtime": {"cores": 2}})
+
+
+def test_a_python_model_name_is_a_valid_recipe_whatever_its_tricks() -> None:
+    # A user's factory: what it takes is known once built (a search fits its space to it), so
+    # zero-γ is not refused by a guess at the model.
+    r = Recipe.from_dict(
+        {"model": {"name": "python:mymodels.make_net"}, "model_tweaks": {"zero_gamma": {}}}
+    )
+    assert r.model.name == "python:mymodels.make_net"
+    assert Recipe.loads(r.dumps()) == r
+
+
+def test_data_kind_round_trips() -> None:
+    r = Recipe.from_dict({"data": {"kind": "signal"}})
+    assert r.to_dict()["data"]["kind"] == "signal"
+    with pytest.raises(ConfigError, match=r"data\.kind: got 'audio'"):
+        Recipe.from_dict({"data": {"kind": "audio"}})

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from tricksearch.data import DatasetSplits, dataset_from_tensors
+from tricksearch.data import DatasetSplits, dataset_from_tensors, reconcile_kind
 from tricksearch.errors import ConfigError, ConfigTypeError
 from tricksearch.recipe import Recipe, load_recipe
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     #: Data as arrays: ``(x, y)`` or ``(x, y, x_test, y_test)``, torch tensors or numpy arrays.
     Arrays = tuple[torch.Tensor | np.ndarray, ...]
 
-__all__ = ["as_recipe", "resolve_data", "train", "versions"]
+__all__ = ["as_recipe", "for_data", "resolve_data", "torch_threads", "train", "versions"]
 
 
 def versions() -> dict[str, str]:
@@ -54,16 +55,27 @@ def as_recipe(recipe: Recipe | str | Path | dict[str, Any] | None) -> Recipe:
     )
 
 
+def for_data(recipe: Recipe, data: DatasetSplits) -> Recipe:
+    """``recipe`` with ``data.kind`` set to the kind of ``data`` (a recipe written for signals
+    says so); a recipe made for another kind is refused (``tricksearch.data.reconcile_kind``)."""
+    kind = reconcile_kind(recipe.data.kind, data.kind, dataset=f"dataset {data.name!r}")
+    if kind == recipe.data.kind:
+        return recipe
+    return recipe.with_changes(data=recipe.data.to_dict() | {"kind": kind})
+
+
 def resolve_data(
     recipe: Recipe, dataset: str | DatasetSplits | Arrays | None
 ) -> tuple[Recipe, DatasetSplits | None]:
-    """Apply a ``dataset`` argument: a name changes the recipe; tensors/splits are used as given."""
+    """Apply a ``dataset`` argument: a name changes the recipe; tensors/splits are used as given,
+    and the recipe takes their data kind (:func:`for_data`). A recipe whose ``data.kind`` is
+    ``signal`` or ``features`` reads tensors as that kind."""
     if dataset is None:
         return recipe, None
     if isinstance(dataset, str):
         return recipe.with_changes(data=recipe.data.to_dict() | {"dataset": dataset}), None
     if isinstance(dataset, DatasetSplits):
-        return recipe, dataset
+        return for_data(recipe, dataset), dataset
     if isinstance(dataset, tuple) and len(dataset) in (2, 4):
         x, y, *test = dataset
         kwargs: dict[str, Any] = {}
@@ -76,13 +88,58 @@ def resolve_data(
             val_fraction=d.val_fraction,
             test_fraction=d.test_fraction,
             split_seed=d.split_seed,
+            kind=None if d.kind == "image" else d.kind,
             **kwargs,
         )
-        return recipe, splits
+        return for_data(recipe, splits), splits
     raise ConfigTypeError(
         f"dataset: got {type(dataset).__name__}, expected a dataset name, DatasetSplits, "
         "or a tuple (x, y) / (x, y, x_test, y_test) of tensors."
     )
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(threads)`` (None: as it is), restored after."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _with_arguments(
+    recipe: Recipe,
+    model: str | Callable[..., nn.Module] | None,
+    epochs: int | None,
+    seed: int | None,
+    threads: int | None,
+) -> Recipe:
+    """The recipe with train()'s arguments put in: budget, threads, the model's name (a factory
+    is recorded as ``python:MODULE.QUALNAME``)."""
+    from tricksearch.models import is_python_model, python_model_name, python_model_refusal
+
+    budget = recipe.budget.to_dict()
+    if epochs is not None:
+        budget["epochs"] = epochs
+    if seed is not None:
+        budget["seed"] = seed
+    changes: dict[str, Any] = {"budget": budget}
+    if threads is not None:
+        changes["runtime"] = recipe.runtime.to_dict() | {"threads": threads}
+    if isinstance(model, str):
+        changes["model"] = {"name": model, "options": recipe.model.options}
+    elif callable(model):
+        changes["model"] = {"name": python_model_name(model), "options": recipe.model.options}
+    elif model is not None:
+        raise ConfigTypeError(
+            f"model: got {type(model).__name__}, expected a model name or a factory callable."
+        )
+    elif is_python_model(recipe.model.name):
+        raise ConfigError(python_model_refusal(recipe.model.name))
+    return recipe.with_changes(**changes)
 
 
 def train(
@@ -92,6 +149,7 @@ def train(
     model: str | Callable[..., nn.Module] | None = None,
     epochs: int | None = None,
     seed: int | None = None,
+    threads: int | None = None,
     device: str | torch.device | None = None,
     out: str | Path | None = None,
     on_epoch: Callable[[EpochMetrics], object] | None = None,
@@ -99,7 +157,10 @@ def train(
     """Train once as the recipe says and evaluate on val and test; optionally write ``out/``.
 
     ``dataset`` may be a name (``"digits"``), a :class:`DatasetSplits`, or tensors ``(x, y)``.
-    ``model`` may be a registry name or a factory ``f(in_channels=…, num_classes=…)``.
+    ``model`` may be a registry name or a factory ``f(in_channels=…, num_classes=…)`` (recorded
+    as ``python:MODULE.QUALNAME``; a recipe that names one needs it given again). Training runs
+    with the recipe's ``runtime.threads`` torch threads (``threads`` overrides it; restored
+    afterwards), so a recipe found by a search gives the search's numbers on the same device.
     ``on_epoch(metrics)`` is called after every epoch with its
     :class:`~tricksearch.engine.EpochMetrics`. Returns the metrics (val/test accuracy and loss,
     per-epoch history, seconds, device) and the trained ``model``. With ``out``, writes
@@ -108,32 +169,23 @@ def train(
     """
     from tricksearch.engine import fit, load_data
 
-    recipe = as_recipe(recipe)
-    budget = recipe.budget.to_dict()
-    if epochs is not None:
-        budget["epochs"] = epochs
-    if seed is not None:
-        budget["seed"] = seed
-    recipe = recipe.with_changes(budget=budget)
-    if isinstance(model, str):
-        recipe = recipe.with_changes(model={"name": model, "options": recipe.model.options})
-        model = None
-    elif model is not None and not callable(model):
-        raise ConfigTypeError(
-            f"model: got {type(model).__name__}, expected a model name or a factory callable."
-        )
+    recipe = _with_arguments(as_recipe(recipe), model, epochs, seed, threads)
+    factory = model if callable(model) and not isinstance(model, str) else None
     recipe, data = resolve_data(recipe, dataset)
     if data is None:
         data = load_data(recipe)
-    result = fit(
-        recipe, model=model, data=data, on_epoch=on_epoch, device=device, evaluate_test=True
-    )
+        recipe = for_data(recipe, data)
+    with torch_threads(recipe.runtime.threads):
+        result = fit(
+            recipe, model=factory, data=data, on_epoch=on_epoch, device=device, evaluate_test=True
+        )
     metrics = result.metrics()
     metrics["versions"] = versions()
     metrics["dataset"] = data.name
     metrics["skipped_files"] = list(data.info.get("skipped_files", []))
+    metrics["threads"] = recipe.runtime.threads or torch.get_num_threads()
     if out is not None:
-        _write_out(Path(out), recipe, data, result, metrics, checkpoint=model is None)
+        _write_out(Path(out), recipe, data, result, metrics, checkpoint=factory is None)
     metrics["model"] = result.model
     return metrics
 

@@ -42,6 +42,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, help="mini-batch size")
     p.add_argument("--lr", type=float, help="base learning rate")
     p.add_argument("--seed", type=nonneg_int, help="seed (init, batches, augmentation)")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        help="torch CPU threads; default: the recipe's runtime.threads (a search records its "
+        "trials' count), else torch's default",
+    )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--out", help="folder for recipe.yaml, metrics.json and model.pt")
 
@@ -63,7 +69,28 @@ def _apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
     model = recipe.model.to_dict()
     if getattr(args, "model", None):
         model = {"name": args.model}
-    return recipe.with_changes(data=data, budget=budget, model=model)
+    runtime = recipe.runtime.to_dict()
+    if getattr(args, "threads", None) is not None:
+        runtime["threads"] = args.threads
+    return recipe.with_changes(data=data, budget=budget, model=model, runtime=runtime)
+
+
+def _python_only(recipe: Recipe, source: str | None) -> str | None:
+    """Why the command line cannot train ``recipe`` (found with a Python model or on data given
+    from Python), with the Python call that can; None when it can."""
+    from tricksearch.models import is_python_model, python_model_refusal
+    from tricksearch.tuning._prepare import TENSORS
+
+    where = repr(source) if source else "recipe"
+    if is_python_model(recipe.model.name):
+        return python_model_refusal(recipe.model.name, where)
+    if recipe.data.dataset == TENSORS:
+        return (
+            f"data.dataset: the recipe was found on data given from Python (dataset "
+            f"{TENSORS!r}); give a --dataset, or train it from Python: "
+            f"tricksearch.train({where}, dataset=(x, y))"
+        )
+    return None
 
 
 def _epoch_printer(total: int) -> Callable[[EpochMetrics], None]:
@@ -97,9 +124,15 @@ def _search_evidence(recipe: Recipe, args: argparse.Namespace) -> str | None:
     seed = recipe.budget.seed
     if seed in seeds and len(seeds) == len(rec["val_acc"]) == len(rec.get("test_acc") or []):
         i = seeds.index(seed)
+        threads = recipe.runtime.threads
+        same = (
+            f"the same device and {threads} torch thread(s), as recorded in the recipe"
+            if threads and getattr(args, "threads", None) is None
+            else "the same device and torch thread count as the trials (runtime.threads)"
+        )
         line += (
             f" (seed {seed}: val_acc {rec['val_acc'][i]:.4f}, test_acc {rec['test_acc'][i]:.4f}; "
-            "identical numbers need the same device and torch thread count as the trials)"
+            f"identical numbers need {same})"
         )
     return line
 
@@ -107,13 +140,18 @@ def _search_evidence(recipe: Recipe, args: argparse.Namespace) -> str | None:
 def run_train(args: argparse.Namespace) -> int:
     from tricksearch.api import as_recipe, train
     from tricksearch.engine import load_data, resolve_device
+    from tricksearch.errors import ConfigError
 
     recipe = _apply_overrides(as_recipe(args.recipe), args)
+    refusal = _python_only(recipe, args.recipe)
+    if refusal:
+        raise ConfigError(refusal)
     resolve_device(args.device)  # bad input is refused before anything starts
     load_data(recipe)  # cached: train() below reuses it
     print(
-        f"training {recipe.model.name} on {recipe.data.dataset} for {recipe.budget.epochs} epochs; "
-        f"tricks on: {', '.join(recipe.tricks_on()) or 'none (baseline)'}",
+        f"training {recipe.model.name} on {recipe.data.dataset} for {recipe.budget.epochs} epochs"
+        + (f" with {recipe.runtime.threads} torch thread(s)" if recipe.runtime.threads else "")
+        + f"; tricks on: {', '.join(recipe.tricks_on()) or 'none (baseline)'}",
         flush=True,
     )
     metrics = train(

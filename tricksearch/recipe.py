@@ -1,6 +1,7 @@
 """Recipe: the validated, versioned description of one training run.
 
-A recipe names the data, the model, the budget, and — one section per trick family
+A recipe names the data, the model, the budget, how it runs (``runtime``: the torch thread count
+that makes its numbers reproducible on a CPU), and — one section per trick family
 (``tricksearch.tricks.FAMILIES``) — the tricks that are on, each with its parameters. A trick
 absent from its section is off. Everything is checked when the recipe is built (unknown keys,
 wrong types, out-of-range values, tricks that clash, tricks the model cannot take: see
@@ -14,6 +15,7 @@ Example::
     data: {dataset: digits, val_fraction: 0.15, test_fraction: 0.2, split_seed: 0}
     model: {name: cnn-small}
     budget: {epochs: 15, batch_size: 128, lr: 0.05, seed: 0}
+    runtime: {threads: 1}
     schedule:
       warmup: {epochs: 2.0, kind: linear, start_factor: 0.1}
       cosine: {min_lr_factor: 0.0}
@@ -40,6 +42,7 @@ __all__ = [
     "DataSection",
     "ModelSection",
     "Recipe",
+    "RuntimeSection",
     "load_recipe",
 ]
 
@@ -110,12 +113,29 @@ _DATA_PARAMS = (
         choices=DATA_KINDS,
     ),
 )
-_MODEL_NAME = Param("name", "str", "cnn-small", "model registry name or `torchvision:NAME`")
+_MODEL_NAME = Param(
+    "name",
+    "str",
+    "cnn-small",
+    "model registry name, `torchvision:NAME`, or `python:MODULE.QUALNAME` (a user's factory, "
+    "given again from Python)",
+)
 _BUDGET_PARAMS = (
     Param("epochs", "int", 15, "training epochs", 1, 100_000),
     Param("batch_size", "int", 128, "mini-batch size", 1, 1 << 20),
     Param("lr", "float", 0.05, "base learning rate (before scaling rules)", 1e-8, 100.0),
     Param("seed", "int", 0, "seed of initialisation, batching and augmentation", 0),
+)
+_RUNTIME_PARAMS = (
+    Param(
+        "threads",
+        "int",
+        None,
+        "torch CPU threads (torch.set_num_threads); null: torch's default. CPU float sums depend "
+        "on it, so the same count gives the same numbers",
+        1,
+        nullable=True,
+    ),
 )
 
 
@@ -188,7 +208,23 @@ class BudgetSection:
         return {p.name: getattr(self, p.name) for p in _BUDGET_PARAMS}
 
 
-_TOP_KEYS = ["schema_version", "data", "model", "budget", *FAMILIES, "provenance"]
+@dataclass(frozen=True)
+class RuntimeSection:
+    """How the run is executed, where it changes the numbers: ``threads`` (torch's CPU thread
+    count; None: torch's default). A search records the count its trials used."""
+
+    threads: int | None = None
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> RuntimeSection:
+        return cls(**_validate_fields(raw, _RUNTIME_PARAMS, "runtime"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Only the fields set: an empty section is left out of the file."""
+        return {p.name: getattr(self, p.name) for p in _RUNTIME_PARAMS if getattr(self, p.name)}
+
+
+_TOP_KEYS = ["schema_version", "data", "model", "budget", "runtime", *FAMILIES, "provenance"]
 
 
 def _validate_family(family: str, raw: Any) -> dict[str, dict[str, Any]]:
@@ -221,9 +257,11 @@ def _check_contracts(recipe: Recipe) -> None:
                 "a checkpoint path (*.pt) or a model name trained once and cached."
             )
     try:
-        from tricksearch.models import model_traits
+        from tricksearch.models import is_python_model, model_traits
     except ImportError:  # pragma: no cover - models package always present when installed
         return
+    if is_python_model(recipe.model.name):
+        return  # a user's factory: what it takes is known once it is built (the search fits it)
     traits = model_traits(recipe.model.name)
     for name in on:
         spec = tricks[name]
@@ -243,6 +281,7 @@ class Recipe:
     data: DataSection = field(default_factory=DataSection)
     model: ModelSection = field(default_factory=ModelSection)
     budget: BudgetSection = field(default_factory=BudgetSection)
+    runtime: RuntimeSection = field(default_factory=RuntimeSection)
     schedule: dict[str, dict[str, Any]] = field(default_factory=dict)
     loss: dict[str, dict[str, Any]] = field(default_factory=dict)
     mixing: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -278,6 +317,7 @@ class Recipe:
             data=DataSection.from_dict(raw.get("data") or {}),
             model=ModelSection.from_dict(raw.get("model") or {}),
             budget=BudgetSection.from_dict(raw.get("budget") or {}),
+            runtime=RuntimeSection.from_dict(raw.get("runtime") or {}),
             provenance=provenance,
             **{fam: _validate_family(fam, raw.get(fam)) for fam in FAMILIES},
         )
@@ -293,6 +333,8 @@ class Recipe:
             "model": self.model.to_dict(),
             "budget": self.budget.to_dict(),
         }
+        if self.runtime.to_dict():
+            out["runtime"] = self.runtime.to_dict()
         for fam in FAMILIES:
             section = self.section(fam)
             if section:
@@ -384,8 +426,9 @@ class Recipe:
         return self.with_changes(**{spec.family: section})
 
     def baseline(self) -> Recipe:
-        """The same data, model and budget with every trick off (the reference for gains)."""
-        return Recipe(data=self.data, model=self.model, budget=self.budget)
+        """The same data, model, budget and runtime with every trick off (the reference for
+        gains)."""
+        return Recipe(data=self.data, model=self.model, budget=self.budget, runtime=self.runtime)
 
     def without_provenance(self) -> Recipe:
         return self.with_changes(provenance={})

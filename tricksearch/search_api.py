@@ -2,6 +2,9 @@
 
 The machinery lives in ``tricksearch/tuning/`` (the only package that imports ray and optuna);
 these two functions only turn Python objects (tensors, a model factory) into a search's settings.
+A factory is recorded by its qualified name (``python:MODULE.QUALNAME``) and data given as
+tensors as the dataset ``"tensors"``: such a search is resumed from Python, with them given again
+(``tuning._prepare.resume_hint`` says how).
 """
 
 from __future__ import annotations
@@ -34,25 +37,23 @@ def search(
     """Run a search and return a :class:`SearchResult` (``.best`` is the best Recipe).
 
     ``dataset``: a name, or tensors ``(x, y)`` / ``(x, y, x_test, y_test)``, or DatasetSplits.
-    ``model``: a registry name or a factory ``f(in_channels=…, num_classes=…)``.
+    ``model``: a registry name or a factory ``f(in_channels=…, num_classes=…)`` (recorded as
+    ``python:MODULE.QUALNAME`` in ``search.json`` and the recipes).
     ``settings``: any other :class:`SearchConfig` field (sampler, seed, grace_period, top_k, …).
     """
-    from tricksearch.api import resolve_data
-    from tricksearch.recipe import Recipe
+    from tricksearch.models import python_model_name
     from tricksearch.tuning._config import SearchConfig
+    from tricksearch.tuning._prepare import TENSORS
     from tricksearch.tuning._runner import run_search
 
     data = None
-    name = dataset if isinstance(dataset, str) else "tensors"
+    name = dataset if isinstance(dataset, str) else TENSORS
     if not isinstance(dataset, str):
-        split = {
-            k: settings[k] for k in ("val_fraction", "test_fraction", "split_seed") if k in settings
-        }
-        _, data = resolve_data(Recipe.from_dict({"data": split}), dataset)
+        data = _splits(dataset, settings)
     factory = None if isinstance(model, str) else model
     config = SearchConfig(
         dataset=name,
-        model=model if isinstance(model, str) else "cnn-small",
+        model=model if isinstance(model, str) else python_model_name(model),
         space=space,
         trials=trials,
         epochs=epochs,
@@ -62,21 +63,41 @@ def search(
     return run_search(config, data=data, model_factory=factory, quiet=quiet)
 
 
+def _splits(dataset: DatasetSplits | Arrays, settings: dict[str, Any]) -> DatasetSplits:
+    """The splits of data given from Python, split as ``settings`` say (fractions, seed)."""
+    from tricksearch.api import resolve_data
+    from tricksearch.errors import ConfigTypeError
+    from tricksearch.recipe import Recipe
+
+    split = {
+        k: settings[k] for k in ("val_fraction", "test_fraction", "split_seed") if k in settings
+    }
+    _, data = resolve_data(Recipe.from_dict({"data": split}), dataset)
+    if data is None:  # pragma: no cover - resolve_data returns splits for anything but a name
+        raise ConfigTypeError("dataset: expected tensors or DatasetSplits, got a name")
+    return data
+
+
 def resume(
     out: str | Path,
     *,
     quiet: bool = False,
-    data: DatasetSplits | None = None,
+    data: DatasetSplits | Arrays | None = None,
     model: Callable[..., nn.Module] | None = None,
 ) -> SearchResult:
     """Continue the search saved in ``out``.
 
     A search run on tensors or with a model factory needs them again: ``data`` (the
-    :class:`DatasetSplits` it ran on) and ``model`` (the factory).
+    :class:`DatasetSplits` it ran on, or the same tensors, split again as the search split them)
+    and ``model`` (the factory). Without them such a search is refused, saying what to give.
     """
     from tricksearch.tuning._config import SearchConfig
     from tricksearch.tuning._runner import run_search
 
     config = SearchConfig.load(Path(out))
     config.out = str(out)
-    return run_search(config, resume=True, data=data, model_factory=model, quiet=quiet)
+    splits = None
+    if data is not None:
+        settings = {k: getattr(config, k) for k in ("val_fraction", "test_fraction", "split_seed")}
+        splits = _splits(data, settings)
+    return run_search(config, resume=True, data=splits, model_factory=model, quiet=quiet)

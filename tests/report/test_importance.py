@@ -155,3 +155,86 @@ def test_fidelity_choice() -> None:
     assert choose_fidelity(_study(12, complete=2).trials) == (1, 12)
     # As many COMPLETE trials as at any epoch: the final values win the tie.
     assert choose_fidelity(_study(5, complete=5).trials) == (None, 5)
+
+
+# --- what the report shows: budget entries in their own rows, the winner's entries marked -----
+def test_budget_entries_are_never_folded_into_others() -> None:
+    from tricksearch.report._importance import importance_rows
+
+    by_trick = {
+        "label_smoothing": 0.99,
+        "budget.lr": 0.004,
+        "budget.batch_size": 0.0,
+        "mixup": 0.003,
+        "cutmix": 0.003,
+    }
+    rows = importance_rows(by_trick)
+    labels = [r.label for r in rows]
+    assert labels == [
+        "label_smoothing",
+        "learning rate (budget.lr)",
+        "batch size (budget.batch_size)",
+        "2 others (mixup, cutmix)",
+    ]
+    assert rows[-1].folded == ("mixup", "cutmix") and rows[-1].importance == pytest.approx(0.006)
+    assert not any(r.in_recipe for r in rows)
+
+
+def test_the_winners_entries_are_marked_and_kept() -> None:
+    from tricksearch.recipe import Recipe
+    from tricksearch.report._importance import entries_in_recipe, importance_rows
+
+    winner = Recipe.from_dict({"schedule": {"cosine": {}}, "mixing": {"mixup": {"alpha": 0.2}}})
+    entries = ["label_smoothing", "mixup", "decay", "budget.lr", "budget.batch_size", "cutmix"]
+    assert entries_in_recipe(entries, winner) == {
+        "mixup",
+        "decay",
+        "budget.lr",
+        "budget.batch_size",
+    }
+    # a group left to its default member is not named by the recipe
+    assert "decay" not in entries_in_recipe(entries, Recipe())
+    by_trick = {
+        "label_smoothing": 0.9,
+        "decay": 0.09,
+        "mixup": 0.001,
+        "cutmix": 0.001,
+        "budget.lr": 0.008,
+    }
+    rows = importance_rows(by_trick, entries_in_recipe(by_trick, winner))
+    marked = {r.label: r.in_recipe for r in rows}
+    assert marked == {
+        "label_smoothing": False,
+        "decay [group choice]": True,
+        "mixup": True,  # small, but the winner uses it: its own row
+        "learning rate (budget.lr)": True,
+        "1 others (cutmix)": False,
+    }
+
+
+def test_trick_importance_marks_the_winners_entries() -> None:
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from tricksearch.recipe import Recipe
+
+    rng = random.Random(0)
+    study = optuna.create_study(direction="maximize")
+    for _ in range(30):
+        lr, eps = 10 ** rng.uniform(-3, 0), rng.uniform(0.0, 0.2)
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"budget.lr": lr, "loss.label_smoothing.epsilon": eps},
+                distributions={
+                    "budget.lr": FloatDistribution(1e-3, 1.0, log=True),
+                    "loss.label_smoothing.epsilon": FloatDistribution(0.0, 0.2),
+                },
+                value=-abs(lr - 0.1) + 0.01 * eps,
+            )
+        )
+    winner = Recipe.from_dict({"loss": {"label_smoothing": {"epsilon": 0.1}}})
+    result = trick_importance(study, recipe=winner)
+    assert result.ok
+    assert result.in_recipe == {"budget.lr", "label_smoothing"}
+    assert {r.label for r in result.rows()} == {"learning rate (budget.lr)", "label_smoothing"}
+    assert trick_importance(study).in_recipe == set()

@@ -11,7 +11,7 @@ import pytest
 from tricksearch.errors import ConfigError
 from tricksearch.recipe import Recipe
 from tricksearch.report import write_report
-from tricksearch.tuning._study import STOPPED_ATTR
+from tricksearch.tuning._study import ERROR_ATTR, ERROR_FILE_ATTR, STOPPED_ATTR
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -107,16 +107,31 @@ def test_report_writes_markdown_and_valid_pngs(search_run: Path) -> None:
     assert "0.9400 ± 0.0060" in text  # recipe's test accuracy, mean ± std
 
 
+def _decided(study) -> list:
+    """The trials ASHA decided on: COMPLETE or PRUNED, not cut by the time budget."""
+    return [
+        t
+        for t in study.trials
+        if t.state.name in ("COMPLETE", "PRUNED") and not t.user_attrs.get(STOPPED_ATTR)
+    ]
+
+
 def test_report_cost_counts_trial_epochs(search_run: Path) -> None:
     import optuna
 
     run = search_run
     study = optuna.load_study(study_name="tricksearch", storage=f"sqlite:///{run / 'study.db'}")
     spent = sum(t.user_attrs["epochs"] for t in study.trials)
-    full = len(study.trials) * 6
+    decided = _decided(study)
+    own = sum(t.user_attrs["epochs"] for t in decided)
+    full = len(decided) * 6
+    failed = sum(t.state.name == "FAIL" for t in study.trials)
+    assert failed and len(decided) == len(study.trials) - failed  # conftest: 3 of 30 failed
     text = write_report(run).read_text()
-    assert f"{spent} trial-epochs" in text and str(full) in text
-    assert f"{100 * (1 - spent / full):.0f} %" in text
+    assert f"**{spent} trial-epochs** for {len(study.trials)} trials" in text
+    assert f"the {len(decided)} trials ASHA decided on took {own}" in text
+    assert f"they would have taken {full} (not counted: {failed} failed)" in text
+    assert f"ASHA saved **{100 * (1 - own / full):.0f} %**" in text
 
 
 def test_report_tells_trials_cut_by_the_time_budget_from_asha_pruning(make_run) -> None:
@@ -124,15 +139,65 @@ def test_report_tells_trials_cut_by_the_time_budget_from_asha_pruning(make_run) 
 
     run = make_run(cut=4)
     study = optuna.load_study(study_name="tricksearch", storage=f"sqlite:///{run / 'study.db'}")
-    decided = [t for t in study.trials if not t.user_attrs.get(STOPPED_ATTR)]
+    decided = _decided(study)
     pruned = sum(t.state.name == "PRUNED" for t in decided)
     own = sum(t.user_attrs["epochs"] for t in decided)
     full = len(decided) * 6
+    failed = sum(t.state.name == "FAIL" for t in study.trials)
     text = write_report(run).read_text()
     assert f"{pruned} pruned by ASHA" in text and "4 stopped by the time budget" in text
-    assert f"it would have been {full} for the {len(decided)} trials the time budget" in text
+    assert (
+        f"they would have taken {full} (not counted: {failed} failed and 4 cut by the time "
+        "budget)" in text
+    )
     assert f"ASHA saved **{100 * (1 - own / full):.0f} %**" in text
     _assert_png(run / "history.png")
+
+
+def _add_failed_trials(run: Path, causes: list[tuple[str, str | None]]) -> None:
+    """Failed trials with a recorded cause and traceback file, as the searcher stores them; and
+    one FAIL the time budget cut before its first epoch (STOPPED, not a failure)."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    study = optuna.load_study(study_name="tricksearch", storage=f"sqlite:///{run / 'study.db'}")
+    for cause, error_file in causes:
+        attrs = {ERROR_ATTR: cause, "epochs": 0}
+        if error_file:
+            attrs[ERROR_FILE_ATTR] = error_file
+        study.add_trial(create_trial(state=TrialState.FAIL, user_attrs=attrs))
+    study.add_trial(
+        create_trial(state=TrialState.FAIL, user_attrs={STOPPED_ATTR: True, "epochs": 0})
+    )
+
+
+def test_report_lists_the_causes_of_failed_trials(search_run: Path) -> None:
+    run = search_run
+    _add_failed_trials(
+        run,
+        [
+            ("ValueError: planted failure", "/ray/t1/error.txt"),
+            ("RuntimeError: out of memory", "/ray/t2/error.txt"),
+            ("ValueError: planted failure", "/ray/t3/error.txt"),
+            ("ValueError: planted failure", None),
+            ("ValueError: planted failure", "/ray/t5/error.txt"),
+        ],
+    )
+    text = write_report(run).read_text()
+    section = text.split("## Failed trials", 1)[1].split("\n## ", 1)[0]
+    # conftest's 3 failed trials carry no cause; the STOPPED one is not a failure
+    assert "8 of 36 trials failed" in section
+    lines = [line for line in section.splitlines() if line.startswith("- ")]
+    assert lines == [
+        "- 4 × ValueError: planted failure — traceback: `/ray/t1/error.txt`",
+        "- 3 × unknown cause (no error recorded)",
+        "- 1 × RuntimeError: out of memory — traceback: `/ray/t2/error.txt`",
+    ]
+
+
+def test_report_without_failed_trials_has_no_failure_section(make_run) -> None:
+    run = make_run(n_trials=6, complete_only=3)
+    assert "## Failed trials" not in write_report(run).read_text()
 
 
 def test_report_without_ablation_says_how_to_run_it(search_run: Path) -> None:

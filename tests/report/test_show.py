@@ -114,3 +114,19 @@ def test_cli_errors_are_one_line_naming_the_path(
     assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert what.format(tmp=tmp_path) in err
+
+
+def test_show_says_the_data_kind_the_threads_and_a_python_model() -> None:
+    recipe = Recipe.from_dict(
+        {
+            "data": {"dataset": "tensors", "kind": "signal"},
+            "model": {"name": "python:mymodels.make_net"},
+            "runtime": {"threads": 1},
+        }
+    )
+    text = show_recipe(recipe)
+    assert "data:   tensors, signal data, val 0.15" in text
+    assert "model:  python:mymodels.make_net (a Python model: train it from Python" in text
+    assert "seed 0; 1 torch thread(s)" in text
+    plain = show_recipe(Recipe())
+    assert "image data" not in plain and "thread" not in plain and "Python model" not in plain

@@ -83,3 +83,13 @@ def test_unknown_preset_recipe_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError, match="baseline, bag-of-tricks, timm-like"):
         preset_recipe("fast", _base())
     assert set(list_preset_recipes()) == set(PRESET_RECIPES)
+
+
+def test_presets_for_a_python_model_leave_the_model_checks_to_the_space() -> None:
+    # A factory's traits are known once built: the preset keeps zero-γ, and the search's space
+    # (fitted to the built model) drops it when the preset becomes a point.
+    base = Recipe.from_dict({"model": {"name": "python:mymodels.make_net"}})
+    bag = preset_recipe("bag-of-tricks", base)
+    assert "zero_gamma" in bag.model_tweaks
+    space = load_space("default").for_model({"residual": False, "adaptive_pool": True})
+    assert not any(k.startswith("model_tweaks.zero_gamma") for k in space.point(bag))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -21,7 +22,9 @@ from tricksearch.tuning._artifacts import (
     time_budget_line,
     write_trials_csv,
 )
-from tricksearch.tuning._candidates import TrialRecord, candidate_table, choose_winner
+from tricksearch.tuning._candidates import TrialRecord, candidate_table
+from tricksearch.tuning._decide import Decision
+from tricksearch.tuning._verdict import paired_verdict
 
 RECORDS = [
     TrialRecord(0, "COMPLETE", 0.9, {1: 0.5, 2: 0.9}, {"budget.lr": 0.1}, 2, seconds=3.0),
@@ -68,21 +71,35 @@ def test_results_written_and_read_back_for_a_resume(tmp_path) -> None:
         for label, v in (("trial 0", 0.9), ("baseline", 0.8))
         for s in (0, 1)
     ]
+    rows[1]["val_acc"] += 0.001  # the gain is not exactly constant: an interval of some width
     table = candidate_table(recipes, rows, "val_acc")
-    winner = choose_winner(table, "max")
+    decision = Decision(
+        table=table,
+        seeds=[0, 1],
+        baseline=table[1],
+        winner=table[0],
+        leader=table[0],
+        selection=paired_verdict([0.9, 0.901], [0.8, 0.8]),
+        candidates=["trial 0"],
+    )
+    data = SimpleNamespace(y_val=[0] * 1000, y_test=[0] * 1000)
     summary = search_summary(
-        config, RECORDS, table, winner, [0, 1], timings=Timings(12.345, 1.0), slots=2
+        config, RECORDS, decision, data, timings=Timings(12.345, 1.0), slots=2
     )
     assert summary["search"]["candidates"] == ["trial 0"]
     assert summary["search"]["trials"]["stopped"] == 1 and summary["search"]["trial_epochs"] == 3
     assert summary["search"]["seconds"] == 12.3 and summary["search"]["tune_seconds"] == 0.0
     assert summary["gain"]["test_acc"] == pytest.approx(0.1)
+    assert summary["verdict"]["summary"] == "better beyond noise"
+    assert summary["verdict"]["exported"] == "winner" and summary["small_data"] is None
+    assert summary["search"]["failures"] == ["failed 1 × unknown cause (no error recorded)"]
     assert stored_result(tmp_path) is None
 
     out = io.StringIO()
-    result = save_outcome(config, tmp_path, table, winner, summary, out)
+    result = save_outcome(config, tmp_path, decision, summary, out)
     assert list(result.best.tricks_on()) == ["label_smoothing"] and result.best.provenance
-    assert "best recipe:" in out.getvalue() and "gain +0.1000" in out.getvalue()
+    assert "best recipe:" in out.getvalue() and "verdict: better beyond noise" in out.getvalue()
+    assert "gain +0.1000 (95 % CI" in out.getvalue()
     # no study here, so no report: a warning, and the recipe is kept
     assert "warning: the report could not be written" in out.getvalue()
     stored = stored_result(tmp_path)

@@ -14,6 +14,7 @@ from tricksearch.tuning._candidates import (
     TrialRecord,
     candidate_table,
     choose_winner,
+    estimated_final,
     evidence,
     mean_std,
     pick_candidates,
@@ -57,10 +58,39 @@ RECORDS = [
 ]
 
 
-def test_complete_trials_rank_first_then_the_pruned_by_depth_then_by_value() -> None:
-    assert [r.number for r in rank(RECORDS, "max")] == [3, 1, 2, 0, 8]
-    # a metric to minimise reverses the values, not the depth
-    assert [r.number for r in rank(RECORDS, "min")] == [1, 3, 2, 8, 0]
+def test_trials_rank_by_their_estimated_full_budget_value() -> None:
+    # The finished trials (1 and 3) still gained +0.2 after epoch 1 and +0.1 after epoch 2, so
+    # trial 0 (0.99 at epoch 1) is heading for ~1.19, trial 8 (0.45 at epoch 1) for ~0.65 and
+    # trial 2 (0.5 at epoch 2) for ~0.6: all ranked by that estimate, not "finished first".
+    records = [r if r.number != 8 else rec(8, "PRUNED", steps={1: 0.45}) for r in RECORDS]
+    assert [r.number for r in rank(records, "max")] == [0, 3, 1, 8, 2]
+    assert [r.number for r in rank(records, "min")] == [2, 8, 1, 3, 0]
+
+
+def test_the_fashion_mnist_case_a_deep_pruned_trial_is_not_passed_over() -> None:
+    # Seen on Fashion-MNIST: a trial cut at epoch 8 with val 0.909 was passed over for two
+    # finished trials at 0.902 and 0.901 that had gained about 0.004 over their last 2 epochs.
+    curve = {e: 0.80 + 0.01 * e for e in range(1, 9)}
+    a = rec(1, "COMPLETE", 0.902, curve | {9: 0.900, 10: 0.902})
+    b = rec(2, "COMPLETE", 0.901, curve | {9: 0.899, 10: 0.901})
+    cut = rec(3, "PRUNED", steps={e: 0.85 + 0.0074 * e for e in range(1, 9)})
+    assert [r.number for r in rank([a, b, cut], "max", 10)] == [3, 1, 2]
+    assert estimated_final(cut, [a, b], 10) == pytest.approx(0.85 + 0.0074 * 8 + 0.0215)
+
+
+def test_without_finished_trials_the_estimate_is_the_last_value() -> None:
+    records = [rec(0, "PRUNED", steps={1: 0.7}), rec(1, "PRUNED", steps={1: 0.6, 2: 0.65})]
+    assert [r.number for r in rank(records, "max", 3)] == [0, 1]
+
+
+def test_the_baseline_configuration_takes_no_candidate_slot() -> None:
+    records = [
+        rec(0, "COMPLETE", 0.9, FULL, {"a": 0}),  # the enqueued baseline
+        rec(1, "COMPLETE", 0.8, FULL, {"a": 1}),
+        rec(2, "COMPLETE", 0.7, FULL, {"a": 2}),
+    ]
+    picked = pick_candidates(records, "max", 2, exclude=[{"a": 0}])
+    assert [r.number for r in picked] == [1, 2]
 
 
 def test_ties_keep_the_study_order() -> None:
@@ -81,8 +111,9 @@ def test_candidates_are_distinct_configurations() -> None:
         rec(2, "COMPLETE", 0.7, FULL, {"a": 2}),
         rec(3, "PRUNED", steps={1: 0.95}, params={"a": 3}),
     ]
-    assert [r.number for r in pick_candidates(records, "max", 2)] == [0, 2]
-    assert [r.number for r in pick_candidates(records, "max", 10)] == [0, 2, 3]
+    # trial 3 is heading for 0.95 + 0.2 (what the finished trials gained after epoch 1)
+    assert [r.number for r in pick_candidates(records, "max", 2)] == [3, 0]
+    assert [r.number for r in pick_candidates(records, "max", 10)] == [3, 0, 2]
     assert [r.number for r in pick_candidates(records, "min", 1)] == [2]
     assert pick_candidates([rec(0, "FAIL"), rec(1, "PRUNED")], "max", 3) == []
 

@@ -12,10 +12,13 @@ from tricksearch.errors import ConfigError
 from tricksearch.tricks import registered_tricks
 from tricksearch.tuning import SearchConfig
 from tricksearch.tuning._prepare import (
+    TENSORS,
     absolute_paths,
     base_recipe,
     model_option_probes,
     prepare,
+    resume_hint,
+    trial_threads,
 )
 
 
@@ -75,3 +78,87 @@ def test_the_caller_gets_its_own_data_back(tmp_path) -> None:
     prep = prepare(config, data=data)
     assert prep.own_data is data and prep.data is data
     assert Path(prep.config.out) == tmp_path / "run"
+
+
+# --- the base recipe: data kind, thread count; the space: data kind, baseline points -----------
+def test_base_recipe_records_the_trials_thread_count(tmp_path) -> None:
+    for cpus, threads in ((1.0, 1), (2.5, 2), (0.5, 1)):
+        config = SearchConfig(cpus_per_trial=cpus, out=str(tmp_path / "run"))
+        assert base_recipe(config).runtime.threads == threads == trial_threads(config)
+
+
+def test_the_baseline_trial_is_the_users_budget_exactly(tmp_path) -> None:
+    config = SearchConfig(batch_size=100, lr=0.0007, out=str(tmp_path / "run"))
+    prep = prepare(config)
+    point = prep.space.point(prep.base)
+    assert point["budget.batch_size"] == 100 and point["budget.lr"] == 0.0007
+    assert prep.space.to_recipe(prep.base, point) == prep.base
+    assert any("100 added to the choices" in n for n in prep.notes)
+
+
+def _signals(n: int = 90):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % 3
+    return torch.randn(n, 2, 24, generator=g) + y[:, None, None].float(), y
+
+
+def test_a_search_on_signals_takes_their_kind_and_leaves_image_tricks_out(tmp_path) -> None:
+    from tricksearch.data import dataset_from_tensors
+
+    data = dataset_from_tensors(*_signals())
+    config = SearchConfig(dataset=TENSORS, model="cnn1d", out=str(tmp_path / "run"))
+    prep = prepare(config, data=data)
+    assert prep.base.data.kind == "signal"
+    assert "random_crop" not in prep.space.tricks_included()
+    assert any(n.startswith("random_crop: left out:") for n in prep.notes)
+    with pytest.raises(ConfigError, match="'cnn-small' works on image data, not signal data"):
+        prepare(SearchConfig(dataset=TENSORS, out=str(tmp_path / "run2")), data=data)
+
+
+# --- honest names: a Python model or Python data are given again, or refused -------------------
+def test_resume_hint_for_the_command_line_and_for_python(tmp_path) -> None:
+    out = "runs/x"
+    assert resume_hint(SearchConfig(out=out)) == "tricksearch search --resume runs/x"
+    hint = resume_hint(SearchConfig(model="python:mymodels.make_net", out=out))
+    assert hint.startswith("tricksearch.resume('runs/x', model=make_net) from Python")
+    assert "python:mymodels.make_net" in hint
+    hint = resume_hint(SearchConfig(dataset=TENSORS, model="python:m.Net", out=out))
+    assert hint.startswith("tricksearch.resume('runs/x', data=<the same data>, model=Net)")
+    assert "data given from Python and a Python model" in hint
+    hint = resume_hint(SearchConfig(dataset=TENSORS, out=out))
+    assert hint.startswith("tricksearch.resume('runs/x', data=<the same data>) from Python")
+
+
+def test_a_python_model_without_its_factory_is_refused_in_one_line(tmp_path) -> None:
+    config = SearchConfig(model="python:mymodels.make_net", out=str(tmp_path / "run"))
+    with pytest.raises(ConfigError) as fresh:
+        prepare(config)
+    assert "model 'python:mymodels.make_net' (a Python model)" in str(fresh.value)
+    assert "tricksearch.search(" in str(fresh.value)
+    # a search folder exists: the refusal is the resume hint (the CLI's `search --resume DIR`)
+    (tmp_path / "run").mkdir()
+    config.save(tmp_path / "run" / "search.json")
+    with pytest.raises(ConfigError) as resumed:
+        prepare(config)
+    text = str(resumed.value)
+    assert (
+        f"resume it from Python: tricksearch.resume({str(tmp_path / 'run')!r}, model=make_net)"
+        in text
+    )
+    assert "\n" not in text
+    with pytest.raises(ConfigError, match=r"dataset 'tensors' \(data given from Python\)"):
+        prepare(SearchConfig(dataset=TENSORS, out=str(tmp_path / "run3")))
+
+
+def test_a_factory_given_again_is_used(tmp_path) -> None:
+    from torch import nn
+
+    def make_net(in_channels: int, num_classes: int) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
+
+    config = SearchConfig(model="python:tests.make_net", out=str(tmp_path / "run"))
+    prep = prepare(config, model_factory=make_net)
+    assert prep.base.model.name == "python:tests.make_net"
+    assert prep.model_factory is make_net

@@ -11,6 +11,7 @@ the device (airbench style); ``batch_flip`` / ``batch_crop`` augment whole image
 
 from __future__ import annotations
 
+from tricksearch.data._folds import cv_fold
 from tricksearch.data._kinds import DATA_KINDS, reconcile_kind
 from tricksearch.data._registry import (
     clear_dataset_cache,
@@ -37,6 +38,7 @@ __all__ = [
     "batch_crop",
     "batch_flip",
     "clear_dataset_cache",
+    "cv_fold",
     "dataset_from_tensors",
     "epoch_permutation",
     "list_datasets",

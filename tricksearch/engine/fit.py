@@ -22,7 +22,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from torch.optim.swa_utils import AveragedModel
 
 from tricksearch.components import Components, build, model_options
-from tricksearch.data import DatasetSplits, load_dataset
+from tricksearch.data import DatasetSplits, load_dataset, reconcile_kind
 from tricksearch.data.loader import DeviceLoader, StreamingLoader, make_loader, to_float
 from tricksearch.engine.teacher import get_teacher
 from tricksearch.errors import ConfigError, ConfigTypeError
@@ -130,7 +130,8 @@ def make_model(
     """Build the model of the recipe (or a user's factory) for this dataset, seeded, on ``device``.
 
     Lazily initialised modules (``nn.LazyLinear`` …) are materialised on the real data shape
-    (:func:`materialize_lazy`), so the model returned has every parameter.
+    (:func:`materialize_lazy`), so the model returned has every parameter. A registry model made
+    for another data kind is refused (``cnn-small`` on signals), naming the models that fit.
     """
     torch.manual_seed(recipe.budget.seed)
     spec: str | ModelFactory = recipe.model.name if model is None else model
@@ -140,6 +141,7 @@ def make_model(
         num_classes=data.num_classes,
         image_size=data.image_size,
         options=model_options(recipe),
+        kind=data.kind,
     )
     device = torch.device(device)
     return materialize_lazy(net.to(device), data, device)
@@ -233,11 +235,13 @@ def fit(
     (``metrics.as_dict()`` gives a plain dict). Same seed and device give the same numbers.
     Raises :class:`TrainingDiverged` when the loss becomes NaN/inf. ``max_device_bytes`` caps the
     size of a train split kept on the device (larger ones stream through a DataLoader-style path).
+    A recipe made for another data kind (``data.kind: signal`` given images) is refused.
     """
     if not isinstance(recipe, Recipe):
         raise ConfigTypeError(f"recipe: got {type(recipe).__name__}, expected a Recipe.")
     dev = resolve_device(device)
     data = load_data(recipe) if data is None else data
+    reconcile_kind(recipe.data.kind, data.kind, dataset=f"dataset {data.name!r}")
     run = _prepare(recipe, model, data, dev, teacher, max_device_bytes)
     snapshot_epochs = set(run.parts.lr_schedule.snapshot_epochs())
     snapshots: list[nn.Module] = []

@@ -23,6 +23,7 @@ from torch import nn
 
 from tricksearch.data import DatasetSplits
 from tricksearch.engine.checkpoint import load_checkpoint, save_checkpoint
+from tricksearch.errors import ConfigError
 from tricksearch.recipe import Recipe
 
 __all__ = ["TrainTeacher", "cache_dir", "get_teacher", "teacher_recipe"]
@@ -58,6 +59,19 @@ def teacher_recipe(recipe: Recipe) -> Recipe:
     )
 
 
+def _check_teacher_kind(name: str, kind: str) -> None:
+    """Refuse, before anything is trained, a teacher model made for another data kind."""
+    from tricksearch.models import model_kinds, models_for_kind
+
+    kinds = model_kinds(name)
+    if kind not in kinds:
+        raise ConfigError(
+            f"loss.distillation.teacher: got {name!r}, a model for {' or '.join(kinds)} data, "
+            f"but the data are {kind} data; teachers for {kind} data: "
+            f"{', '.join(models_for_kind(kind))}, or a checkpoint (*.pt)"
+        )
+
+
 def get_teacher(
     recipe: Recipe, data: DatasetSplits, *, device: torch.device, train: TrainTeacher
 ) -> nn.Module:
@@ -66,6 +80,7 @@ def get_teacher(
     name = recipe.loss["distillation"]["teacher"]
     if name.endswith(".pt") or Path(name).is_file():
         return load_checkpoint(name, map_location=device)
+    _check_teacher_kind(name, data.kind)
     t_recipe = teacher_recipe(recipe)
     key = hashlib.sha256(json.dumps(t_recipe.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
     if key in _MEMORY:

@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from tricksearch.models._registry import build_model
+from tricksearch.models._registry import build_model, check_model_kind
 
 __all__ = ["probe_model"]
 
@@ -34,11 +34,15 @@ def probe_model(
     image_size: tuple[int, int] | int,
     base_options: Options,
     probes: Mapping[str, Sequence[Options]],
+    kind: str | None = None,
 ) -> dict[str, Any]:
     """``{"model_options": (...), "norm_groups": (...) or None}`` of ``model`` (see the module
     docstring). ``base_options``: what every build gets (the recipe's own options); ``probes``:
     ``{option: [builder options for each value a search may give it, the first one tried]}``,
-    e.g. ``{"variant": [{"variant": "d"}, {"variant": "b"}, {"variant": "c"}]}``."""
+    e.g. ``{"variant": [{"variant": "d"}, {"variant": "b"}, {"variant": "c"}]}``. ``kind``: the
+    data kind (``DatasetSplits.kind``); a registry model made for another kind is refused with
+    ``build_model``'s ``ConfigError`` before anything is probed."""
+    check_model_kind(model, kind)
 
     def build(extra: Options) -> nn.Module:
         return build_model(

@@ -28,17 +28,51 @@ from tricksearch.models._torchvision import (
 )
 
 __all__ = [
+    "PYTHON_PREFIX",
     "build_model",
+    "check_model_kind",
+    "is_python_model",
     "get_classifier",
     "list_models",
     "model_kinds",
     "model_options",
     "model_traits",
     "models_for_kind",
+    "python_model_name",
+    "python_model_refusal",
 ]
 
 Builder = Callable[[int, int, tuple[int, int], OptionReader], nn.Module]
 _TV_PREFIX = "torchvision:"
+#: How a recipe names a model built by a user's callable: ``python:MODULE.QUALNAME``. The name
+#: is a record, not an address: nothing is imported from it; the callable is given again.
+PYTHON_PREFIX = "python:"
+
+
+def python_model_name(fn: Callable[..., Any]) -> str:
+    """The name a recipe records for the model factory ``fn``: ``python:MODULE.QUALNAME``
+    (``python:mymodels.make_net``, ``python:__main__.Net``; an object without a qualified name,
+    such as a ``functools.partial``, is named by its class)."""
+    target = fn if hasattr(fn, "__qualname__") else type(fn)
+    module = getattr(target, "__module__", None) or "?"
+    return f"{PYTHON_PREFIX}{module}.{target.__qualname__}"
+
+
+def is_python_model(name: object) -> bool:
+    """Whether a recipe's model name records a user's factory (:func:`python_model_name`)."""
+    return isinstance(name, str) and name.startswith(PYTHON_PREFIX)
+
+
+def python_model_refusal(name: str, recipe: str = "recipe") -> str:
+    """Why a model named ``python:…`` cannot be built from its name, and how to train it: the
+    callable given again from Python (``recipe``: how the user refers to the recipe)."""
+    factory = name[len(PYTHON_PREFIX) :]
+    short = factory.rsplit(".", 1)[-1]
+    return (
+        f"model {name!r}: the recipe was found with a Python model ({factory}), which cannot be "
+        f"rebuilt from its name; train it from Python with the same callable: "
+        f"tricksearch.train({recipe}, model={short})"
+    )
 
 
 @dataclass(frozen=True)
@@ -105,6 +139,8 @@ def _parse(name: Any) -> tuple[str, str]:
             f"model must be a name (str) or a callable returning an nn.Module, got {name!r} "
             f"({type(name).__name__})"
         )
+    if is_python_model(name):
+        raise ConfigError(python_model_refusal(name))
     if name.lower().startswith(_TV_PREFIX):
         tv = name[len(_TV_PREFIX) :].strip().lower()
         if not tv:
@@ -141,6 +177,13 @@ def _check_kind(label: str, kinds: tuple[str, ...], kind: str | None) -> None:
         f"model {label!r} works on {' or '.join(kinds)} data, not {kind} data; models for "
         f"{kind} data: {', '.join(models_for_kind(kind))}, or a callable returning an nn.Module"
     )
+
+
+def check_model_kind(model: str | Callable[..., nn.Module], kind: str | None) -> None:
+    """Refuse a registry model made for other data than ``kind`` (as :func:`build_model` does),
+    without building it; callables and ``kind=None`` pass."""
+    if isinstance(model, str):
+        _check_kind(model, model_kinds(model), kind)
 
 
 def model_options(model: str) -> dict[str, str]:

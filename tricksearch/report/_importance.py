@@ -18,11 +18,16 @@ when fewer than ``MIN_RATED`` are COMPLETE, the trials are compared at the deepe
 least ``MIN_RATED`` of them reached (or, failing that, at the epoch most of them reached, when
 that is more trials than the COMPLETE ones), on their values at that epoch: the low-fidelity view
 ASHA itself prunes on. The epoch used is recorded and the report says it.
+
+What the report shows (:func:`importance_rows`): every entry, with the small ones folded into
+one "others" row — but never the learning rate and the batch size (:data:`BUDGET_ENTRIES`), nor
+an entry the winning recipe uses (:func:`entries_in_recipe`), which the row marks.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,12 +38,19 @@ from tricksearch.tricks._base import registered_tricks
 if TYPE_CHECKING:  # pragma: no cover - optuna is only ever passed in
     import optuna
 
+    from tricksearch.recipe import Recipe
+
 __all__ = [
+    "BUDGET_ENTRIES",
     "MIN_RATED",
+    "SMALL",
     "ImportanceResult",
+    "ImportanceRow",
     "choose_fidelity",
+    "entries_in_recipe",
     "entry_label",
     "group_by_trick",
+    "importance_rows",
     "trick_importance",
     "trick_of_key",
     "tricks_of_params",
@@ -60,10 +72,37 @@ def trick_of_key(key: str) -> str:
     return key if parsed.kind == "budget" else parsed.name
 
 
+#: The budget entries, each shown in its own row (never folded into "others"), with its label.
+BUDGET_ENTRIES: dict[str, str] = {
+    "budget.lr": "learning rate (budget.lr)",
+    "budget.batch_size": "batch size (budget.batch_size)",
+}
+
+
+def _group_names() -> set[str]:
+    return {group for (_, group) in exclusive_groups()} - set(registered_tricks())
+
+
 def entry_label(entry: str) -> str:
-    """How an importance entry is shown: a group choice is marked ``"decay [group choice]"``."""
-    names = {group for (_, group) in exclusive_groups()} - set(registered_tricks())
-    return f"{entry} [group choice]" if entry in names else entry
+    """How an importance entry is shown: a group choice is marked ``"decay [group choice]"``,
+    a budget entry named in words (``"learning rate (budget.lr)"``)."""
+    if entry in BUDGET_ENTRIES:
+        return BUDGET_ENTRIES[entry]
+    return f"{entry} [group choice]" if entry in _group_names() else entry
+
+
+def entries_in_recipe(entries: Iterable[str], recipe: Recipe) -> set[str]:
+    """The importance entries ``recipe`` uses: the tricks it has on, the exclusive groups whose
+    choice it names (``decay`` when ``cosine`` is on; a group left to its default is not named),
+    and the budget entries (every recipe has a learning rate and a batch size)."""
+    on = recipe.tricks_on()
+    tricks = registered_tricks()
+    chosen_groups = {tricks[name].group for name in on if tricks[name].group}
+    return {
+        e
+        for e in entries
+        if e in on or e in BUDGET_ENTRIES or (e in _group_names() and e in chosen_groups)
+    }
 
 
 def tricks_of_params(params: dict[str, Any]) -> list[str]:
@@ -107,6 +146,8 @@ def group_by_trick(param_importances: dict[str, float]) -> dict[str, float]:
 
 #: Trials PED-ANOVA should rate at least: its top 10 % then holds two.
 MIN_RATED = 20
+#: Entries below this importance share one "others" row (except budget and winner entries).
+SMALL = 0.005
 
 
 def choose_fidelity(trials: list[optuna.trial.FrozenTrial]) -> tuple[int | None, int]:
@@ -152,13 +193,51 @@ class ImportanceResult:
     reason: str | None = None
     warnings: list[str] = field(default_factory=list)
 
+    in_recipe: set[str] = field(default_factory=set)  # entries the winner uses (when given)
+
     @property
     def ok(self) -> bool:
         return self.reason is None and bool(self.by_trick)
 
+    def rows(self, threshold: float = SMALL) -> list[ImportanceRow]:
+        """The table of the report: :func:`importance_rows` of this result."""
+        return importance_rows(self.by_trick, self.in_recipe, threshold)
 
-def trick_importance(study: optuna.Study) -> ImportanceResult:
-    """Per-trick importance of ``study``; see the module docstring.
+
+@dataclass(frozen=True)
+class ImportanceRow:
+    """One row of the importance table: its label, its importance, whether the winner uses it
+    (False for the "others" row, whose ``folded`` lists the entries it sums)."""
+
+    label: str
+    importance: float
+    in_recipe: bool
+    folded: tuple[str, ...] = ()
+
+
+def importance_rows(
+    by_trick: dict[str, float], in_recipe: Iterable[str] = (), threshold: float = SMALL
+) -> list[ImportanceRow]:
+    """The rows of the importance table, largest first: an entry below ``threshold`` is folded
+    into one last "N others (a, b, …)" row, unless it is a budget entry (learning rate, batch
+    size: always their own rows) or one of ``in_recipe`` (the winner's, marked)."""
+    keep = set(in_recipe)
+    rows: list[ImportanceRow] = []
+    small: dict[str, float] = {}
+    for entry, value in by_trick.items():
+        if value < threshold and entry not in keep and entry not in BUDGET_ENTRIES:
+            small[entry] = value
+        else:
+            rows.append(ImportanceRow(entry_label(entry), value, entry in keep))
+    if small:
+        label = f"{len(small)} others ({', '.join(small)})"
+        rows.append(ImportanceRow(label, sum(small.values()), False, tuple(small)))
+    return rows
+
+
+def trick_importance(study: optuna.Study, recipe: Recipe | None = None) -> ImportanceResult:
+    """Per-trick importance of ``study``; see the module docstring. With ``recipe`` (the
+    winner), ``in_recipe`` holds the entries it uses (:func:`entries_in_recipe`).
 
     Needs at least two rated trials with different values; otherwise returns a result whose
     ``reason`` says why, instead of raising.
@@ -205,6 +284,8 @@ def trick_importance(study: optuna.Study) -> ImportanceResult:
         return result
     result.by_param = dict(params)
     result.by_trick = group_by_trick(params)
+    if recipe is not None:
+        result.in_recipe = entries_in_recipe(result.by_trick, recipe)
     if not result.by_trick:
         result.reason = f"{name} returned no importances."
     return result

@@ -19,6 +19,7 @@ from tricksearch.recipe import Recipe, load_recipe
 from tricksearch.report._importance import trick_importance
 from tricksearch.report._plots import TrialPoint, plot_ablation, plot_recipe_vs_baseline
 from tricksearch.report._report_study import (
+    failures_section,
     history_section,
     importance_section,
     top_trials,
@@ -111,6 +112,7 @@ def write_report(run_dir: str | Path) -> Path:
     md += _candidates(run.results)
     md += history_section(run.points, run.dir, written, maximize=run.maximize, metric=run.metric)
     md += top_trials(run.trials, run.maximize, run.metric)
+    md += failures_section(run.trials)
     md += importance_section(trick_importance(run.study), run.dir, written, run.metric)
     md += _ablation_section(run.dir, run.recipe, written)
     md += _cost_section(run)
@@ -281,19 +283,27 @@ def _cost_section(run: _Run) -> list[str]:
     points = run.points
     epochs = run.epochs or max((p.epochs for p in points), default=0)
     spent = sum(p.epochs for p in points)
-    # ASHA's saving is measured on the trials it decided; a trial the time budget cut says nothing
-    # about ASHA.
-    decided = [p for p in points if p.state != "STOPPED"]
-    cut = len(points) - len(decided)
+    # ASHA's saving is measured on the trials it decided (COMPLETE or PRUNED by ASHA): a trial
+    # that failed or that the time budget cut says nothing about ASHA.
+    decided = [p for p in points if p.state in ("COMPLETE", "PRUNED")]
+    left_out = [
+        f"{n} {what}"
+        for n, what in (
+            (sum(p.state == "FAIL" for p in points), "failed"),
+            (sum(p.state == "STOPPED" for p in points), "cut by the time budget"),
+        )
+        if n
+    ]
     own = sum(p.epochs for p in decided)
     full = len(decided) * int(epochs or 0)
     lines = ["## Cost", ""]
     if full > 0:
         saved = 1 - own / full
         lines.append(
-            f"- search: **{spent} trial-epochs** for {len(points)} trials; at the full budget "
-            f"({len(decided)} × {epochs} epochs) it would have been {full}"
-            + (f" for the {len(decided)} trials the time budget did not cut" if cut else "")
+            f"- search: **{spent} trial-epochs** for {len(points)} trials; the {len(decided)} "
+            f"trials ASHA decided on took {own}, at the full budget ({len(decided)} × {epochs} "
+            f"epochs) they would have taken {full}"
+            + (f" (not counted: {' and '.join(left_out)})" if left_out else "")
             + f": ASHA saved **{100 * saved:.0f} %**."
         )
     else:

@@ -1,5 +1,5 @@
 """The sections of ``report.md`` read from the Optuna study: the optimization history, the top
-trials and which tricks mattered (importance), with their figures.
+trials, why trials failed and which tricks mattered (importance), with their figures.
 
 Each section returns its Markdown lines; one that draws a figure adds its file name to
 ``written`` (the report removes figures of an earlier run that were not drawn again).
@@ -18,12 +18,20 @@ from tricksearch.report._importance import (
 )
 from tricksearch.report._plots import TrialPoint, plot_history, plot_importance
 from tricksearch.report._show import fmt_number
+from tricksearch.tuning._candidates import trial_record
+from tricksearch.tuning._failures import failure_groups
 from tricksearch.tuning._study import outcome
 
 if TYPE_CHECKING:  # optuna is imported by load_study, when a report is written
     from optuna.trial import FrozenTrial
 
-__all__ = ["history_section", "importance_section", "top_trials", "trial_point"]
+__all__ = [
+    "failures_section",
+    "history_section",
+    "importance_section",
+    "top_trials",
+    "trial_point",
+]
 
 
 def _trial_epochs(t: FrozenTrial) -> int:
@@ -85,6 +93,28 @@ def top_trials(trials: list[FrozenTrial], maximize: bool, metric: str, k: int = 
             f"{fmt_number(lr, '.3g') if lr is not None else '—'} | {bs if bs else '—'} | "
             f"{', '.join(tricks_of_params(t.params)) or '—'} |"
         )
+    return [*lines, ""]
+
+
+def failures_section(trials: list[FrozenTrial]) -> list[str]:
+    """The failed trials' causes grouped, most common first, with the path of one ``error.txt``
+    per cause (the whole traceback); nothing when no trial failed. A trial the time budget cut
+    before its first epoch is "stopped", not failed, and is not listed."""
+    groups = failure_groups([trial_record(t) for t in trials])
+    if not groups:
+        return []
+    n = sum(g.count for g in groups)
+    lines = [
+        "## Failed trials",
+        "",
+        f"{n} of {len(trials)} trial{'s' if len(trials) != 1 else ''} failed; a failed trial "
+        "teaches the sampler nothing. Causes, most common first (the exception's type and the "
+        "first line of its message; the whole traceback is in the file named):",
+        "",
+    ]
+    for g in groups:
+        where = f" — traceback: `{g.error_file}`" if g.error_file else ""
+        lines.append(f"- {g.count} × {g.cause}{where}")
     return [*lines, ""]
 
 

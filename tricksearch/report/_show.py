@@ -165,13 +165,24 @@ def _search_lines(search: dict[str, Any], indent: str) -> list[str]:
 
 def show_recipe(recipe: Recipe) -> str:
     """A recipe as readable text: data/model/budget, tricks on by family, defaults, evidence."""
+    from tricksearch.models import is_python_model
+
     d, m, b = recipe.data, recipe.model, recipe.budget
+    threads = recipe.runtime.threads
     lines = [
         f"data:   {d.dataset}"
         + (f" (root {d.data_root})" if d.data_root else "")
+        + (f", {d.kind} data" if d.kind != "image" else "")
         + f", val {d.val_fraction}, test {d.test_fraction}, split seed {d.split_seed}",
-        f"model:  {m.name}" + (f" {_params(m.options)}" if m.options else ""),
-        f"budget: {b.epochs} epochs, batch {b.batch_size}, lr {_value(b.lr)}, seed {b.seed}",
+        f"model:  {m.name}"
+        + (f" {_params(m.options)}" if m.options else "")
+        + (
+            " (a Python model: train it from Python, giving it again)"
+            if is_python_model(m.name)
+            else ""
+        ),
+        f"budget: {b.epochs} epochs, batch {b.batch_size}, lr {_value(b.lr)}, seed {b.seed}"
+        + (f"; {threads} torch thread(s)" if threads else ""),
         "",
     ]
     on = recipe.tricks_on()

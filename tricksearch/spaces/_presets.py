@@ -28,11 +28,15 @@ __all__ = ["PRESET_RECIPES", "list_preset_recipes", "preset_recipe"]
 
 def _model_takes(trick: str, model_name: str) -> bool:
     """Whether the model can take ``trick`` (:func:`tricksearch.compat.incompatibility`); False
-    when the models package is unavailable."""
+    when the models package is unavailable. A user's factory (``python:…``) is not known by its
+    name: True, and the search's space, fitted to the built model, keeps the trick or not when
+    the preset becomes a point (:meth:`SearchSpace.point`)."""
     try:
-        from tricksearch.models import model_traits
+        from tricksearch.models import is_python_model, model_traits
     except ImportError:  # pragma: no cover - the models package ships with tricksearch
         return False
+    if is_python_model(model_name):
+        return True
     return incompatibility(get_trick(trick), model_traits(model_name)) is None
 
 

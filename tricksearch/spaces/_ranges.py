@@ -19,6 +19,7 @@ from tricksearch.tricks._base import Param, SearchSpec
 
 __all__ = [
     "BUDGET_PARAMS",
+    "admit_value",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_LR",
     "decode_list",
@@ -246,3 +247,69 @@ def resolve_budget(name: str, raw: Any, where: str) -> Any:
     if raw is None:
         return None
     return resolve_param(BUDGET_PARAMS[name], raw, where)
+
+
+# ------------------------------------------------------------------------------------------
+# a value made an allowed point of a range
+
+#: A stepped range of at most this many points becomes choices when a value off its grid is
+#: admitted; a longer one loses its step.
+_MAX_GRID = 64
+
+
+def admit_value(entry: Any, value: Any, where: str) -> tuple[Any, str | None]:
+    """``entry`` (a range, a fixed value or None) changed so that ``value`` is one of its points,
+    and a note saying how (None: unchanged).
+
+    Choices get ``value`` added (kept sorted when numeric); a ``low``/``high`` range is widened
+    to contain it; a stepped range whose grid misses it becomes its grid points plus ``value``
+    (at most 64 points) or else loses its step. A fixed value and None (the base recipe's
+    value) are left as they are: the space's author fixed them.
+    """
+    if not isinstance(entry, SearchSpec) or value is None:
+        return entry, None
+    why = f"(the baseline's {value})"
+    if entry.choices is not None:
+        if any(same(value, c) for c in entry.choices):
+            return entry, None
+        return _with_choice(entry.choices, value), f"{where}: {value} added to the choices {why}"
+    spec = entry
+    if spec.step is not None and not _on_grid(value - spec.low, spec.step):
+        n = round((spec.high - spec.low) / spec.step) + 1
+        if n <= _MAX_GRID:
+            grid = tuple(_like(value, spec.low + i * spec.step) for i in range(n))
+            return _with_choice(grid, value), (
+                f"{where}: the points of {_span(entry)} searched as choices, with {value} added "
+                + why
+            )
+        spec = SearchSpec(low=spec.low, high=spec.high, log=spec.log)
+    # On the grid (or none): the distance from a new end to the other end is a multiple of step.
+    spec = SearchSpec(
+        low=min(spec.low, value), high=max(spec.high, value), log=spec.log, step=spec.step
+    )
+    if spec == entry:
+        return entry, None
+    return spec, f"{where}: range {_span(entry)} widened to {_span(spec)} {why}"
+
+
+def _on_grid(distance: float, step: float) -> bool:
+    k = distance / step
+    return abs(k - round(k)) <= 1e-8
+
+
+def _like(value: Any, number: float) -> Any:
+    """``number`` as an int when ``value`` is one (an int parameter's grid point); a float grid
+    point without the rounding noise of ``low + i * step``."""
+    return round(number) if isinstance(value, int) else float(f"{number:.12g}")
+
+
+def _with_choice(choices: tuple[Any, ...], value: Any) -> SearchSpec:
+    out = (*choices, value)
+    if all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in out):
+        out = tuple(sorted(out))
+    return SearchSpec(choices=out)
+
+
+def _span(spec: SearchSpec) -> str:
+    extra = " log" if spec.log else (f" step {spec.step:g}" if spec.step else "")
+    return f"[{spec.low:g}, {spec.high:g}]{extra}"

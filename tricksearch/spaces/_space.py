@@ -38,6 +38,7 @@ from tricksearch.spaces._ranges import (
     BUDGET_PARAMS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_LR,
+    admit_value,
     decode_value,
     encode_value,
     resolve_budget,
@@ -314,6 +315,29 @@ class SearchSpace:
         ``"signal"``, ``"features"``) or, for images, of ``image_size`` (height, width), with a
         note ``"<trick>: left out: <reason>"`` for each (``TrickSpec.works_on``)."""
         return self._fitted(fit_data(self.tricks, kind, image_size))
+
+    def with_budget_points(
+        self, *, lr: float | None = None, batch_size: int | None = None
+    ) -> SearchSpace:
+        """A copy whose ``budget.lr`` and ``budget.batch_size`` ranges hold ``lr`` and
+        ``batch_size`` exactly (the baseline's values, so that its trial is the baseline itself,
+        not its nearest point), with a note for each change: a value is added to choices, a
+        range widened to contain it (see ``_ranges.admit_value``). A fixed value is kept."""
+        budget = {"lr": self.lr, "batch_size": self.batch_size}
+        notes: list[str] = []
+        for name, value in (("lr", lr), ("batch_size", batch_size)):
+            if value is not None:
+                value = BUDGET_PARAMS[name].validate(value, budget_key(name))
+            budget[name], note = admit_value(budget[name], value, budget_key(name))
+            notes += [note] if note else []
+        return SearchSpace(
+            self.tricks,
+            lr=budget["lr"],
+            batch_size=budget["batch_size"],
+            name=self.name,
+            description=self.description,
+            notes=[*self.given_notes, *notes],
+        )
 
     def _fitted(self, fitted: Fitted) -> SearchSpace:
         """A copy of this space with the entries and the added notes of a fit."""

@@ -18,15 +18,19 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from tricksearch.errors import TricksearchError
-from tricksearch.tuning._candidates import TrialRecord, evidence
+from tricksearch.tuning._candidates import TrialRecord
 from tricksearch.tuning._config import SearchConfig
 from tricksearch.tuning._console import say
+from tricksearch.tuning._decide import Decision
+from tricksearch.tuning._evidence import evidence_summary, verdict_lines
 from tricksearch.tuning._result import SearchResult
 
 if TYPE_CHECKING:
+    from tricksearch.data import DatasetSplits
     from tricksearch.recipe import Recipe
 
 __all__ = [
+    "FULL_RECIPE",
     "OUTCOMES",
     "Timings",
     "closing_lines",
@@ -41,6 +45,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Beside best_recipe.yaml when the minimal recipe dropped tricks: the full winner.
+FULL_RECIPE = "full_recipe.yaml"
 #: The outcomes results.json counts (keyed in lower case), as ``_study.outcome`` names them.
 OUTCOMES = ("COMPLETE", "PRUNED", "FAIL", "STOPPED")
 
@@ -119,19 +125,17 @@ def nothing_usable(counts: Mapping[str, int], n: int, config: SearchConfig, run_
 def search_summary(
     config: SearchConfig,
     records: Sequence[TrialRecord],
-    table: Sequence[Mapping[str, Any]],
-    winner: Mapping[str, Any],
-    seeds: Sequence[int],
+    decision: Decision,
+    data: DatasetSplits,
     *,
     timings: Timings,
     slots: int,
 ) -> dict[str, Any]:
-    """The summary of results.json and of the best recipe's provenance. ``table``: every
-    retrained candidate (``_candidates.candidate_table``), the baseline last."""
+    """The summary of results.json and of the best recipe's provenance: the search's settings
+    and cost, then the evidence (``_evidence.evidence_summary``)."""
     from tricksearch.api import versions
+    from tricksearch.tuning._failures import failure_lines
 
-    win_ev = evidence(winner)
-    base_ev = evidence(next(c for c in table if c["label"] == "baseline"))
     return {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "dataset": {
@@ -141,7 +145,7 @@ def search_summary(
             "split_seed": config.split_seed,
         },
         "model": config.model,
-        "budget": {"epochs": config.epochs},
+        "budget": {"epochs": config.epochs, "lr": config.lr, "batch_size": config.batch_size},
         "search": {
             "space": config.space,
             "sampler": config.sampler,
@@ -149,42 +153,43 @@ def search_summary(
             "metric": config.metric,
             "trials_requested": config.trials,
             "trials": outcome_counts(records),
+            "failures": failure_lines(records),
             "trial_epochs": sum(r.epochs for r in records),
             "full_budget_epochs": len(records) * config.epochs,
-            "chosen_from": winner["label"],
-            "candidates": [c["label"] for c in table if c["label"] != "baseline"],
+            "chosen_from": decision.winner["label"],
+            "candidates": decision.candidates,
             "seconds": round(timings.seconds, 1),
             "ray_start_seconds": round(timings.ray_start_seconds, 2),
             "tune_seconds": round(timings.tune_seconds, 2),
             "slots": slots,
             "trial_train_seconds": round(sum(r.train_seconds for r in records), 2),
         },
-        "seeds": list(seeds),
-        "recipe": win_ev,
-        "baseline": base_ev,
-        "gain": {
-            "val_acc": win_ev["val_acc_mean"] - base_ev["val_acc_mean"],
-            "test_acc": win_ev["test_acc_mean"] - base_ev["test_acc_mean"],
-        },
+        **evidence_summary(decision, config.metric, data, config.cv),
         "versions": versions(),
     }
+
+
+def _seeded(recipe: Recipe, config: SearchConfig, summary: Mapping[str, Any]) -> Recipe:
+    return recipe.with_changes(
+        budget=recipe.budget.to_dict() | {"seed": config.seed},
+        provenance=json.loads(json.dumps(summary)),
+    )
 
 
 def save_outcome(
     config: SearchConfig,
     run_dir: Path,
-    table: Sequence[Mapping[str, Any]],
-    winner: Mapping[str, Any],
+    decision: Decision,
     summary: dict[str, Any],
     out: IO[str] | None,
 ) -> SearchResult:
-    """Write ``best_recipe.yaml`` (the winner, seeded as the search, the summary as provenance),
-    then ``results.json``, then the report; say the closing lines; return the result."""
-    best: Recipe = winner["recipe"]
-    best = best.with_changes(
-        budget=best.budget.to_dict() | {"seed": config.seed},
-        provenance=json.loads(json.dumps(summary)),
-    )
+    """Write ``best_recipe.yaml`` (the recommendation: the minimal recipe, else the winner, else
+    the baseline; seeded as the search; the summary as provenance), ``full_recipe.yaml`` beside
+    it when the minimal recipe dropped tricks, then ``results.json``, then the report; say the
+    closing lines; return the result."""
+    best = _seeded(decision.recommended["recipe"], config, summary)
+    if decision.minimal is not None:
+        _seeded(decision.winner["recipe"], config, summary).save(run_dir / FULL_RECIPE)
     recipe_path = best.save(run_dir / "best_recipe.yaml")
     rows = [
         {
@@ -194,8 +199,10 @@ def save_outcome(
             "ok": c["ok"],
             "tricks": sorted(c["recipe"].tricks_on()),
             "val": [r.get(config.metric) for r in c["rows"]],
+            "seeds": [r["seed"] for r in c["rows"]],
+            "errors": [r["error"] for r in c["rows"] if "error" in r],
         }
-        for c in table
+        for c in decision.table
     ]
     text = json.dumps({"summary": summary, "candidates": rows}, indent=2)
     (run_dir / "results.json").write_text(text + "\n")
@@ -206,7 +213,7 @@ def save_outcome(
         run_dir=run_dir,
         recipe_path=recipe_path,
         summary=summary,
-        candidates=[dict(c) for c in table],
+        candidates=[dict(c) for c in decision.table],
     )
 
 
@@ -257,10 +264,8 @@ def _write_report(run_dir: Path, out: IO[str] | None) -> None:
 def closing_lines(
     best: Recipe, summary: Mapping[str, Any], path: Path, config: SearchConfig
 ) -> str:
-    """Where the best recipe is, its tricks, its test accuracy against the baseline's, and the
-    command that trains it again."""
-    r, b = summary["recipe"], summary["baseline"]
-    n = len(summary["seeds"])
+    """Where the best recipe is, its tricks, the verdict with its interval (and against the tuned
+    baseline), the minimal recipe, what failed, and the command that trains it again."""
     tricks = ", ".join(best.tricks_on()) or "none"
     changed = [
         f"{k} {getattr(best.budget, k):g} instead of {getattr(config, k):g}"
@@ -269,13 +274,15 @@ def closing_lines(
     ]
     searched = summary.get("search", {})
     budget = summary.get("budget", {})
-    default_budget = f"; {', '.join(changed)}" if changed else ""
-    return (
-        f"best recipe: {path}\n"
-        f"  tricks: {tricks}{default_budget}\n"
-        f"  test acc {r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} vs baseline "
-        f"{b['test_acc_mean']:.4f} ± {b['test_acc_std']:.4f} ({n} seed{'s' if n > 1 else ''}; "
-        f"gain {summary['gain']['test_acc']:+.4f}; {sum(searched.get('trials', {}).values())} "
-        f"trials of {budget.get('epochs', '?')} epochs)\n"
-        f"  reproduce: tricksearch train --recipe {path}"
-    )
+    n = len(summary["seeds"])
+    full = (path.parent / FULL_RECIPE) if (summary.get("minimal") or {}).get("removed") else None
+    lines = [
+        f"best recipe: {path}" + (f" (the full winner: {full})" if full else ""),
+        f"  tricks: {tricks}" + (f"; {', '.join(changed)}" if changed else ""),
+        *["  " + line for line in verdict_lines(summary)],
+        f"  ({n} seed{'s' if n > 1 else ''}; {sum(searched.get('trials', {}).values())} trials "
+        f"of {budget.get('epochs', '?')} epochs)",
+        *["  " + line for line in searched.get("failures", [])],
+        f"  reproduce: tricksearch train --recipe {path}",
+    ]
+    return "\n".join(lines)

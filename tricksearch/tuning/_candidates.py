@@ -1,8 +1,10 @@
 """Choosing what to retrain and the winner: pure functions over plain records.
 
-    Optuna trials --trial_record--> TrialRecord --rank--> pick_candidates (top-k distinct)
+    Optuna trials --trial_record--> TrialRecord --rank--> pick_candidates (top-k distinct,
+        ranked by their estimated full-budget value; the baseline's configuration excluded)
     retrained rows (one per label and seed) --candidate_table--> mean/std per candidate
-    candidate table --choose_winner--> the best mean (the baseline is a reference, never chosen)
+    candidate table --choose_winner--> the leader: the best mean among the candidates (whether it
+        beats the baseline is ``_decide``'s question)
 
 Nothing here imports Ray or Optuna: the selection is tested with hand-made records. How trials
 are ordered lives in :func:`rank` alone.
@@ -30,6 +32,7 @@ __all__ = [
     "evidence",
     "mean_std",
     "pick_candidates",
+    "estimated_final",
     "rank",
     "trial_record",
 ]
@@ -89,28 +92,59 @@ def trial_record(trial: FrozenTrial) -> TrialRecord:
     )
 
 
-def rank(records: Sequence[TrialRecord], mode: str) -> list[TrialRecord]:
-    """The trials that can be candidates, best first: those that ran the full budget (COMPLETE,
-    by value), then the pruned ones that got furthest (by depth, then their last value). Ties keep
-    the study's order. ``mode``: ``"max"`` or ``"min"``, the metric's direction."""
-    sign = 1.0 if mode == "max" else -1.0
+def estimated_final(record: TrialRecord, references: Sequence[TrialRecord], max_t: int) -> float:
+    """An estimate of the value ``record`` would reach at the full budget ``max_t``.
+
+    A trial that ran the full budget is its value. A trial stopped at epoch e with value v is
+    v plus the median gain from epoch e to the end among the ``references`` (trials that ran the
+    full budget and reported epoch e): how much trials of this search still improved after that
+    epoch. Without such a reference the estimate is v itself."""
+    if record.epochs >= max_t and record.value is not None:
+        return float(record.value)
+    epoch = max(record.intermediate_values)
+    gains = [
+        float(r.intermediate_values[max(r.intermediate_values)] - r.intermediate_values[epoch])
+        for r in references
+        if epoch in r.intermediate_values
+    ]
+    return record.score + (statistics.median(gains) if gains else 0.0)
+
+
+def rank(records: Sequence[TrialRecord], mode: str, max_t: int | None = None) -> list[TrialRecord]:
+    """The trials that can be candidates, best first by their estimated full-budget value
+    (:func:`estimated_final`), so a trial cut at epoch 8 that was heading above the finished ones
+    is not passed over for them; on a tie the deeper trial first, then the study's order.
+    ``max_t``: the full budget in epochs (default: the deepest trial's). ``mode``: ``"max"`` or
+    ``"min"``, the metric's direction."""
     usable = [
         r
         for r in records
         if (r.state == "COMPLETE" and r.value is not None)
         or (r.state == "PRUNED" and r.intermediate_values)
     ]
-    return sorted(
-        usable, key=lambda r: (r.state == "COMPLETE", r.epochs, sign * r.score), reverse=True
-    )
+    if not usable:
+        return []
+    full = max(r.epochs for r in usable) if max_t is None else max_t
+    references = [r for r in usable if r.state == "COMPLETE" and r.epochs >= full]
+    sign = 1.0 if mode == "max" else -1.0
+    estimate = {r.number: estimated_final(r, references, full) for r in usable}
+    return sorted(usable, key=lambda r: (sign * estimate[r.number], r.epochs), reverse=True)
 
 
-def pick_candidates(records: Sequence[TrialRecord], mode: str, top_k: int) -> list[TrialRecord]:
-    """The ``top_k`` best-ranked distinct configurations (a repeated parameter set counts once).
+def pick_candidates(
+    records: Sequence[TrialRecord],
+    mode: str,
+    top_k: int,
+    *,
+    max_t: int | None = None,
+    exclude: Sequence[Mapping[str, Any]] = (),
+) -> list[TrialRecord]:
+    """The ``top_k`` best-ranked distinct configurations (a repeated parameter set counts once;
+    ``exclude``: parameter sets that are retrained anyway, such as the baseline's, take no slot).
     All are retrained at the full budget, so a pruned candidate competes on equal terms."""
     chosen: list[TrialRecord] = []
-    for r in rank(records, mode):
-        if any(r.params == c.params for c in chosen):
+    for r in rank(records, mode, max_t):
+        if any(r.params == c.params for c in chosen) or any(r.params == p for p in exclude):
             continue
         chosen.append(r)
         if len(chosen) == top_k:

@@ -47,7 +47,11 @@ class SearchConfig:
     max_concurrent: int | None = None
     time_budget: float | None = None
     top_k: int = 3
-    seeds: int = 3
+    seeds: int | str = 3  # or "auto": race seeds until the verdict is decided (max_seeds at most)
+    max_seeds: int = 10
+    tuned_baseline: int | None = None  # trials of the lr/batch-size-only search; None: auto, 0: off
+    minimal: bool = True  # look for the minimal recipe (ablation path) after the winner
+    cv: int | None = None  # K-fold on train + val for the retraining and the verdict
     address: str | None = None
     val_fraction: float = 0.15
     test_fraction: float = 0.2
@@ -61,6 +65,20 @@ class SearchConfig:
     def grace(self) -> int:
         """ASHA's grace period: given, or a quarter of the budget (warmup needs a few epochs)."""
         return self.grace_period if self.grace_period is not None else max(1, self.epochs // 4)
+
+    @property
+    def first_seeds(self) -> list[int]:
+        """The seeds every candidate and the baseline are retrained with (``--seeds auto`` starts
+        with 3 and races more, up to ``max_seeds``, for the leader and the baseline)."""
+        n = min(3, self.max_seeds) if self.seeds == "auto" else int(self.seeds)
+        return [self.seed + i for i in range(n)]
+
+    @property
+    def tuned_baseline_trials(self) -> int:
+        """Trials of the tuned baseline's search (lr and batch size only, no trick)."""
+        if self.tuned_baseline is not None:
+            return self.tuned_baseline
+        return max(4, self.trials // 4)
 
     @property
     def mode(self) -> str:
@@ -82,8 +100,20 @@ class SearchConfig:
                 rel = ">" if strict else ">="
                 raise ConfigError(f"{name}: got {value}, expected a number {rel} {low}.")
 
-        for name in ("trials", "epochs", "batch_size", "top_k", "seeds"):
+        for name in ("trials", "epochs", "batch_size", "top_k", "max_seeds"):
             integer(name, 1)
+        if self.seeds != "auto":
+            if isinstance(self.seeds, str):
+                raise ConfigTypeError(
+                    f"seeds: got {self.seeds!r}, expected an integer >= 1 or 'auto'."
+                )
+            integer("seeds", 1)
+        if self.tuned_baseline is not None:
+            integer("tuned_baseline", 0)
+        if self.cv is not None:
+            integer("cv", 2)
+        if not isinstance(self.minimal, bool):
+            raise ConfigTypeError(f"minimal: got {self.minimal!r}, expected true or false.")
         if self.grace_period is not None:
             integer("grace_period", 1)
         integer("reduction_factor", 2)

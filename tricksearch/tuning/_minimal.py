@@ -16,7 +16,7 @@ Pure logic: ``evaluate`` trains (or, in tests, plants) the per-seed scores of a 
 
 from __future__ import annotations
 
-import statistics
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,8 +25,9 @@ from tricksearch.tuning._verdict import WORSE, Verdict, paired_verdict
 
 __all__ = ["AblationPath", "PathStep", "ablation_path"]
 
-#: ``evaluate(removed)`` -> the per-seed scores of the winner without the tricks in ``removed``.
-Evaluate = Callable[[frozenset[str]], Sequence[float]]
+#: ``evaluate(removed)`` -> the per-seed scores of the winner without the tricks in ``removed``
+#: (None for a seed whose training failed; that seed is left out of the comparison).
+Evaluate = Callable[[frozenset[str]], Sequence[float | None]]
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class PathStep:
     that reduced recipe with the full winner."""
 
     removed: tuple[str, ...]
-    scores: tuple[float, ...]
+    scores: tuple[float | None, ...]
     verdict: Verdict
     kept: bool
 
@@ -84,7 +85,7 @@ def _acceptable(verdict: Verdict) -> bool:
 
 def ablation_path(
     tricks: Sequence[str],
-    full_scores: Sequence[float],
+    full_scores: Sequence[float | None],
     evaluate: Evaluate,
     *,
     mode: str = "max",
@@ -94,15 +95,19 @@ def ablation_path(
     result = AblationPath(tricks=tuple(tricks))
     if not tricks:
         return result
-    sign = 1.0 if mode == "max" else -1.0
-    scores: dict[frozenset[str], Sequence[float]] = {}
+    scores: dict[frozenset[str], Sequence[float | None]] = {}
     for trick in tricks:
         removed = frozenset((trick,))
         scores[removed] = evaluate(removed)
         result.one_off[trick] = paired_verdict(scores[removed], full_scores, mode=mode)
         if on_step:
             on_step(f"without {trick}: {result.one_off[trick].interval_text()}")
-    order = sorted(tricks, key=lambda t: -sign * statistics.fmean(scores[frozenset((t,))]))
+
+    def cost(trick: str) -> float:  # what removing the trick costs; a failed removal the most
+        gain = result.one_off[trick].gain
+        return math.inf if math.isnan(gain) else -gain
+
+    order = sorted(tricks, key=cost)
     for i in range(len(order)):
         removed_list = tuple(order[: i + 1])
         removed = frozenset(removed_list)

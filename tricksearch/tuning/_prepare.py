@@ -1,8 +1,15 @@
 """The preparation before Ray starts: everything that can be wrong with the input is found here.
 
     the caller's SearchConfig (left untouched) -> a copy with absolute paths -> the base recipe
-    -> the data (loaded once, or the caller's) -> the space, fitted to the model and the device
-    -> the sampler's extra packages checked
+    -> the data (loaded once, or the caller's; the base recipe takes its kind) -> the space,
+    fitted to the model, the device and the data, with the baseline's lr and batch size as
+    allowed points -> the pre-flight (``_preflight``: the baseline and every trick alone trained
+    one step on a tiny slice of the data; what fails is left out with its reason) -> the
+    sampler's extra packages checked
+
+A search on a user's model factory (``python:MODULE.QUALNAME``) or on data given from Python
+(dataset ``"tensors"``) needs them given again to resume: :func:`resume_hint` says how, and
+:func:`prepare` refuses such a search without them, saying the same.
 
 The model is probed by building it (``models.probe_model``) with the builder options of every
 model tweak, derived here from the trick registry: a tweak whose option the model does not take
@@ -12,6 +19,7 @@ is left out of the search, with a note, and no tweak can be forgotten by the pro
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +35,19 @@ if TYPE_CHECKING:
     from tricksearch.spaces import SearchSpace
 
 __all__ = [
+    "TENSORS",
     "Prepared",
     "absolute_paths",
     "base_recipe",
     "model_option_probes",
     "model_traits_for",
     "prepare",
+    "resume_hint",
+    "trial_threads",
 ]
+
+#: The dataset name a search records for data given from Python (tensors or DatasetSplits).
+TENSORS = "tensors"
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,7 @@ class Prepared:
     model_factory: Callable[..., nn.Module] | None
     space: SearchSpace
     device: str
+    preflight_line: str = ""
 
     @property
     def notes(self) -> list[str]:
@@ -71,9 +86,12 @@ def prepare(
     model_factory: Callable[..., nn.Module] | None = None,
 ) -> Prepared:
     """Check and load everything a search needs, without Ray; ``config`` is not changed."""
+    from tricksearch.api import for_data
     from tricksearch.spaces import load_space
+    from tricksearch.tuning._preflight import preflight
     from tricksearch.tuning._searcher import make_sampler
 
+    _check_python_objects(config, data, model_factory)
     config = absolute_paths(config)
     base = base_recipe(config)
     own_data = data
@@ -81,9 +99,17 @@ def prepare(
         from tricksearch.engine import load_data
 
         data = load_data(base)
+    base = for_data(base, data)
     device = "cuda" if config.gpus_per_trial > 0 else "cpu"
     traits = model_traits_for(base, data, model_factory)
-    space = load_space(config.space).for_model(traits).for_device(device)
+    space = (
+        load_space(config.space)
+        .for_model(traits)
+        .for_device(device)
+        .for_data(data.kind, data.image_size if data.kind == "image" else None)
+        .with_budget_points(lr=base.budget.lr, batch_size=base.budget.batch_size)
+    )
+    checked = preflight(space, base, data, model_factory, device)  # every trick, one step
     make_sampler(config.sampler, config.seed, config.trials)  # checks extras before Ray starts
     return Prepared(
         config=config,
@@ -92,8 +118,65 @@ def prepare(
         data=data,
         own_data=own_data,
         model_factory=model_factory,
-        space=space,
+        space=checked.space,
         device=device,
+        preflight_line=checked.line,
+    )
+
+
+def _python_only(config: SearchConfig) -> dict[str, str]:
+    """What a search needs given again from Python: ``{"data": …, "model": …}`` (empty: none)."""
+    from tricksearch.models import PYTHON_PREFIX, is_python_model
+
+    needs: dict[str, str] = {}
+    if config.dataset == TENSORS:
+        needs["data"] = "<the same data>"
+    if is_python_model(config.model):
+        needs["model"] = config.model[len(PYTHON_PREFIX) :].rsplit(".", 1)[-1]
+    return needs
+
+
+def resume_hint(config: SearchConfig) -> str:
+    """How to continue the search of ``config``: ``tricksearch search --resume OUT``, or, for a
+    search on a user's model factory or on data given from Python (the command line can rebuild
+    neither), ``tricksearch.resume('OUT', data=<the same data>, model=make_net) from Python``
+    naming what to give again."""
+    needs = _python_only(config)
+    if not needs:
+        return f"tricksearch search --resume {config.out}"
+    args = "".join(f", {k}={v}" for k, v in needs.items())
+    what = " and ".join(
+        {"data": "data given from Python", "model": f"a Python model ({config.model})"}[k]
+        for k in needs
+    )
+    return (
+        f"tricksearch.resume({config.out!r}{args}) from Python (the search ran on {what}, "
+        "which the command line cannot rebuild)"
+    )
+
+
+def _check_python_objects(
+    config: SearchConfig, data: DatasetSplits | None, factory: Callable[..., nn.Module] | None
+) -> None:
+    """Refuse a search recorded with a Python model or Python data that are not given again."""
+    needs = _python_only(config)
+    missing = [
+        k for k, given in (("data", data), ("model", factory)) if k in needs and given is None
+    ]
+    if not missing:
+        return
+    from tricksearch.errors import ConfigError
+
+    what = {
+        "data": f"dataset {config.dataset!r} (data given from Python)",
+        "model": f"model {config.model!r} (a Python model)",
+    }
+    if (Path(config.out) / "search.json").is_file():
+        how = f"resume it from Python: {resume_hint(config)}"
+    else:
+        how = "give them from Python: tricksearch.search(dataset=..., model=...)"
+    raise ConfigError(
+        f"{' and '.join(what[k] for k in missing)}: cannot be rebuilt from a name; {how}"
     )
 
 
@@ -121,8 +204,15 @@ def _absolute_dataset(name: str) -> str:
     return name
 
 
+def trial_threads(config: SearchConfig) -> int:
+    """The torch thread count of every trial and retraining: ``max(1, floor(cpus_per_trial))``."""
+    return max(1, math.floor(config.cpus_per_trial))
+
+
 def base_recipe(config: SearchConfig) -> Recipe:
-    """The recipe every trial starts from: the data, the model and the budget, no trick."""
+    """The recipe every trial starts from: the data, the model, the budget and the trials'
+    thread count (``runtime.threads``, :func:`trial_threads`), no trick. Its ``data.kind`` is
+    the default until :func:`prepare` gives it the kind of the data loaded."""
     from tricksearch.recipe import Recipe
 
     root = config.data_root
@@ -143,6 +233,7 @@ def base_recipe(config: SearchConfig) -> Recipe:
                 "lr": config.lr,
                 "seed": config.seed,
             },
+            "runtime": {"threads": trial_threads(config)},
         }
     )
 
@@ -169,6 +260,7 @@ def model_traits_for(
         image_size=data.image_size,
         base_options=model_options(base),
         probes=model_option_probes(),
+        kind=data.kind,
     )
     return traits | probed
 

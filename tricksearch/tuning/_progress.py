@@ -3,16 +3,26 @@
 One line: trials done / running / pruned / failed (/ stopped by the time budget), best so far,
 elapsed and estimated time left.
 On a terminal the line is rewritten in place; elsewhere (logs, CI) a line is printed whenever a
-trial finishes.
+trial finishes. When trials failed, the run ends with their causes grouped, most common first
+(``failed 3 × ValueError: … (see …/error.txt)``).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import IO, Any
 
 from ray.tune import Callback
 from ray.tune.experiment import Trial
+
+from tricksearch.tuning._failures import (
+    UNKNOWN_CAUSE,
+    Failure,
+    FailureGroup,
+    format_group,
+    group_failures,
+)
 
 __all__ = ["ProgressCallback", "fmt_duration"]
 
@@ -25,7 +35,11 @@ def fmt_duration(seconds: float) -> str:
 
 
 class ProgressCallback(Callback):
-    """Counts trial outcomes and prints one status line."""
+    """Counts trial outcomes and prints one status line; keeps the cause of each failed trial.
+
+    ``failures``: trial id -> :class:`Failure` (``RecordingASHA.failures``, filled before Ray
+    calls :meth:`on_trial_error`).
+    """
 
     def __init__(
         self,
@@ -38,8 +52,11 @@ class ProgressCallback(Callback):
         stream: IO[str] | None,
         best: tuple[float, str] | None = None,
         pruned_by_scheduler: set[str] | None = None,
+        failures: Mapping[str, Failure] | None = None,
     ) -> None:
         self._pruned_by_scheduler = pruned_by_scheduler  # RecordingASHA.pruned
+        self._failures = failures if failures is not None else {}  # RecordingASHA.failures
+        self.causes: list[Failure] = []  # one per trial that failed here
         self.total = total
         self.done = already_done
         self.start_done = already_done
@@ -103,14 +120,28 @@ class ProgressCallback(Callback):
         self.running.discard(trial.trial_id)
         self.done += 1
         self.failed += 1
+        failure = self._failures.get(trial.trial_id)
+        self.causes.append(failure or Failure(UNKNOWN_CAUSE, getattr(trial, "error_file", None)))
         self._draw(force=True)
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
-        if self.tty and self.stream is not None:
+        if self.stream is None:
+            return
+        if self.tty:
             self.stream.write("\n")
-            self.stream.flush()
+        for line in self.failure_lines():
+            self.stream.write(line + "\n")
+        self.stream.flush()
 
     # -- display ------------------------------------------------------------------------------
+    def failure_groups(self) -> list[FailureGroup]:
+        """The causes of the trials that failed in this run, grouped, most common first."""
+        return group_failures(self.causes)
+
+    def failure_lines(self) -> list[str]:
+        """``"  failed 3 × ValueError: … (see …/error.txt)"``, one per cause."""
+        return [f"  failed {format_group(g)}" for g in self.failure_groups()]
+
     def line(self) -> str:
         elapsed = time.monotonic() - self.t0
         finished_here = self.done - self.start_done

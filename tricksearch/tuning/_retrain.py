@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from tricksearch.tuning._candidates import TrialRecord
     from tricksearch.tuning._trainable import TrialContext
 
-__all__ = ["RetrainJob", "candidate_recipes", "plan_jobs", "retrain"]
+__all__ = ["RetrainJob", "candidate_recipes", "plan_jobs", "retrain", "run_jobs"]
 
 
 class RetrainJob(NamedTuple):
@@ -45,7 +45,8 @@ def plan_jobs(
     label, the label whose trainings stand for it (itself unless an earlier one is identical)."""
     unique: dict[str, str] = {}
     alias: dict[str, str] = {}
-    for label in ["baseline", *[k for k in recipes if k != "baseline"]]:
+    order = sorted(recipes, key=lambda k: k != "baseline")  # the baseline first, when present
+    for label in order:
         key = recipes[label].dumps("json")
         alias[label] = unique.setdefault(key, label)
     jobs = [
@@ -67,13 +68,13 @@ def retrain(
     """Train every recipe with every seed; one result per label and seed (``label``, ``seed``, and
     the metrics, or ``error`` for a training that failed), in the order of ``recipes``."""
     jobs, alias = plan_jobs(recipes, seeds)
-    trained = _run(jobs, ctx, config, out)
+    trained = run_jobs(jobs, ctx, config, out)
     return [
         r | {"label": label} for label in recipes for r in trained if r["label"] == alias[label]
     ]
 
 
-def _run(
+def run_jobs(
     jobs: Sequence[RetrainJob], ctx: TrialContext, config: SearchConfig, out: IO[str] | None
 ) -> list[dict[str, Any]]:
     """Run the jobs as Ray tasks with a trial's resources; a line of progress as each ends."""
@@ -91,7 +92,9 @@ def _run(
     ):
         label, _, seed = jobs[i]
         if isinstance(res, Exception):  # a candidate that raises is out, not the search
-            res = {"seed": seed, "error": str(res).splitlines()[0]}
+            cause = getattr(res, "cause", None) or res  # a Ray task error wraps the user's
+            first = (str(cause).strip().splitlines() or [""])[0]
+            res = {"seed": seed, "error": f"{type(cause).__name__}: {first}"}
         res["label"] = label
         results.append(res)
         score = f"val_acc {res['val_acc']:.4f}" if "val_acc" in res else "failed"

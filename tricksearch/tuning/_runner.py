@@ -4,9 +4,13 @@
     _tune         the study opened (a resume of a finished search returns its stored result)
     _session      Ray up: resources checked, SIGTERM read as Ctrl-C, Ray's output to ray.log
     _tune         Tuner(trial, TruthfulOptunaSearch, ASHA) for the trials left; study closed
-    _candidates   the top-k distinct configurations (+ the baseline)
-    _retrain      ... retrained at the full budget with n seeds; winner by mean val
-    _artifacts    trials.csv, best_recipe.yaml, results.json, the report, the closing lines
+    _tuned_baseline  the same search of lr and batch size without tricks (a few trials)
+    _decide       the top-k candidates (by estimated full-budget value), the baseline and the
+                  tuned baseline retrained with paired seeds (raced with --seeds auto); the
+                  winner must beat the baseline beyond noise; its minimal recipe (_minimal)
+    _evidence     the verdicts on the held-out test split, as data and as lines
+    _artifacts    trials.csv, best_recipe.yaml (+ full_recipe.yaml), results.json, the report,
+                  the closing lines
 
 Everything lives under the run folder; ``resume`` continues from it.
 """
@@ -33,18 +37,13 @@ from tricksearch.tuning._artifacts import (
     time_budget_line,
     write_trials_csv,
 )
-from tricksearch.tuning._candidates import (
-    TrialRecord,
-    candidate_table,
-    choose_winner,
-    pick_candidates,
-)
+from tricksearch.tuning._candidates import TrialRecord
 from tricksearch.tuning._config import SearchConfig
 from tricksearch.tuning._console import say
-from tricksearch.tuning._prepare import Prepared, prepare
+from tricksearch.tuning._decide import decide
+from tricksearch.tuning._prepare import Prepared, prepare, resume_hint
 from tricksearch.tuning._result import SearchFailed, SearchInterrupted, SearchResult
-from tricksearch.tuning._retrain import candidate_recipes, retrain
-from tricksearch.tuning._session import ray_session, sigterm_as_interrupt
+from tricksearch.tuning._session import RaySession, ray_session, sigterm_as_interrupt
 from tricksearch.tuning._tune import (
     TuneJob,
     close_study,
@@ -54,6 +53,7 @@ from tricksearch.tuning._tune import (
     run_tune,
     study_records,
 )
+from tricksearch.tuning._tuned_baseline import tune_baseline
 
 if TYPE_CHECKING:
     from torch import nn
@@ -83,13 +83,14 @@ def run_search(
     if not resume and (run_dir / "search.json").exists():
         raise ConfigError(
             f"out: {str(run_dir)!r} already holds a search; continue it with "
-            f"`tricksearch search --resume {config.out}` or choose another --out."
+            f"`{resume_hint(config)}` or choose another --out."
         )
     prep = prepare(config, data=data, model_factory=model_factory)
     config = prep.config
     stream: IO[str] | None = None if quiet else sys.stdout
     for note in prep.notes:
         say(stream, f"note: {note}")
+    say(stream, prep.preflight_line)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     study, storage = open_study(run_dir, config.mode)
@@ -123,7 +124,7 @@ def run_search(
         write_trials_csv(study_records(storage), run_dir / "trials.csv")
     raise SearchInterrupted(
         f"search interrupted; finished trials are kept in {run_dir / 'study.db'}. "
-        f"Continue with: tricksearch search --resume {config.out}"
+        f"Continue with: {resume_hint(config)}"
     )
 
 
@@ -153,35 +154,29 @@ def _search_in_ray(prep: Prepared, job: TuneJob, *, quiet: bool) -> SearchResult
             say(out, line)
         write_trials_csv(records, run_dir / "trials.csv")
         timings = Timings(time.monotonic() - t_start, session.start_seconds, tune_seconds)
-        return _retrain_and_choose(prep, job.ctx, records, session.slots, timings, out)
+        return _retrain_and_choose(prep, job.ctx, records, session, timings, out)
 
 
 def _retrain_and_choose(
     prep: Prepared,
     ctx: TrialContext,
     records: list[TrialRecord],
-    slots: int,
+    session: RaySession,
     timings: Timings,
     out: IO[str],
 ) -> SearchResult:
-    """The top-k distinct configurations and the baseline retrained with the same seeds; the
-    best mean wins and is written out."""
+    """The tuned baseline searched; the candidates, the baseline and the tuned baseline retrained
+    with the same seeds; the winner chosen against the baseline and shrunk to its minimal recipe
+    (``_decide``); everything written out."""
     config, run_dir = prep.config, prep.run_dir
-    candidates = pick_candidates(records, config.mode, config.top_k)
-    if not candidates:
+    if not any(r.state in ("COMPLETE", "PRUNED") and r.intermediate_values for r in records):
         raise SearchFailed(nothing_usable(outcome_counts(records), len(records), config, run_dir))
-    seeds = [config.seed + i for i in range(config.seeds)]
-    recipes = candidate_recipes(candidates, prep.space, prep.base)
-    say(
-        out,
-        f"retraining the top {len(candidates)} trial(s) and the baseline at the full "
-        f"budget with seeds {seeds} ...",
+    tuned = tune_baseline(prep, ctx, slots=session.slots, out=out)
+    decision = decide(prep, ctx, records, tuned, out)
+    summary = search_summary(
+        config, records, decision, prep.data, timings=timings, slots=session.slots
     )
-    results = retrain(recipes, seeds, ctx, config, out)
-    table = candidate_table(recipes, results, config.metric)
-    winner = choose_winner(table, config.mode)
-    summary = search_summary(config, records, table, winner, seeds, timings=timings, slots=slots)
-    return save_outcome(config, run_dir, table, winner, summary, out)
+    return save_outcome(config, run_dir, decision, summary, out)
 
 
 def _trial_context(prep: Prepared) -> TrialContext:
@@ -196,4 +191,5 @@ def _trial_context(prep: Prepared) -> TrialContext:
         data=prep.own_data,
         model_factory=prep.model_factory,
         cache_dir=str(prep.run_dir / "cache"),
+        cv=prep.config.cv,
     )

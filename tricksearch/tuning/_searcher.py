@@ -3,10 +3,13 @@
 Ray's ``OptunaSearch`` tells Optuna COMPLETE for a trial that ASHA stopped after one epoch, with
 that one-epoch score, so TPE mistakes low-fidelity scores for final ones. ``TruthfulOptunaSearch``
 tells PRUNED (with every intermediate value) for trials stopped before the full budget and FAIL
-for trials that raised; it marks ``STOPPED_ATTR`` the trials the time budget cut (PRUNED with
-their values, or FAIL before a first epoch: samplers skip FAIL; the user reads "stopped"). On
-resume it first re-runs the trials an interruption left RUNNING, so the study ends with exactly
-the requested number of trials and no duplicates.
+for trials that raised, with their cause (``ERROR_ATTR``, ``"ValueError: first line"``) and the
+path of Ray's ``error.txt`` (``ERROR_FILE_ATTR``), which ``RecordingASHA`` reads from the Ray
+trial before the searcher is told (Ray calls the scheduler's ``on_trial_error`` first). It marks
+``STOPPED_ATTR`` the trials the time budget cut (PRUNED with their values, or FAIL before a first
+epoch: samplers skip FAIL; the user reads "stopped"). On resume it first re-runs the trials an
+interruption left RUNNING, so the study ends with exactly the requested number of trials and no
+duplicates.
 """
 
 from __future__ import annotations
@@ -15,18 +18,21 @@ import importlib.util
 import logging
 import math
 import warnings
+from collections.abc import Mapping
 from contextlib import suppress as _suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
+from ray.exceptions import RayTaskError
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from tricksearch.errors import ConfigError
 from tricksearch.tuning._config import SAMPLERS
-from tricksearch.tuning._study import STOPPED_ATTR, STUDY_NAME
+from tricksearch.tuning._failures import UNKNOWN_CAUSE, Failure, cause_line
+from tricksearch.tuning._study import ERROR_ATTR, ERROR_FILE_ATTR, STOPPED_ATTR, STUDY_NAME
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
@@ -39,6 +45,7 @@ __all__ = [
     "close_running_trials",
     "make_sampler",
     "open_storage",
+    "trial_failure",
 ]
 
 logger = logging.getLogger(__name__)
@@ -105,8 +112,33 @@ def close_running_trials(study: optuna.Study) -> int:
     return closed
 
 
+def trial_failure(trial: Trial) -> Failure:
+    """Why a Ray trial failed: the cause in one line (:func:`cause_line` of the exception the
+    trainable raised, unwrapped from Ray's ``RayTaskError``) and the trial's ``error.txt`` (the
+    whole traceback) in the run folder (Ray's storage path, where it is kept after the search).
+
+    Read when Ray has just handled the error: it wrote ``error.pkl`` and ``error.txt`` in the
+    trial's folder on the driver, and copies them to the storage path later.
+    """
+    import ray.cloudpickle
+
+    exc = None
+    with _suppress(Exception):  # not written, or it cannot be unpickled here
+        with open(trial.pickled_error_file, "rb") as f:
+            exc = ray.cloudpickle.load(f)
+    while isinstance(exc, RayTaskError) and exc.cause is not None:
+        exc = exc.cause
+    error_file = None
+    with _suppress(Exception):
+        if trial.error_file:
+            error_file = str(Path(trial.path, Path(trial.error_file).name))
+    cause = UNKNOWN_CAUSE if exc is None else cause_line(exc)
+    return Failure(cause, error_file)
+
+
 class RecordingASHA(ASHAScheduler):
-    """``ASHAScheduler`` that remembers the trials it stopped, and can be told earlier trials.
+    """``ASHAScheduler`` that remembers the trials it stopped and why trials failed, and can be
+    told earlier trials.
 
     A trial can also end early because the search's time budget ran out; Ray reports both the same
     way (``on_trial_complete`` with the last result), so the searcher and the progress display ask
@@ -114,11 +146,19 @@ class RecordingASHA(ASHAScheduler):
 
     On resume a new Tuner starts with empty rungs, so nothing would be pruned until new trials
     filled them again: :meth:`remember` records the finished trials' values from the study.
+
+    ``failures``: trial id -> :class:`Failure` of each trial that raised. Ray tells the scheduler
+    of an error before the searcher and the callbacks, so both read the cause here.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pruned: set[str] = set()
+        self.failures: dict[str, Failure] = {}
+
+    def on_trial_error(self, tune_controller: TuneController, trial: Trial) -> None:
+        self.failures[trial.trial_id] = trial_failure(trial)
+        super().on_trial_error(tune_controller, trial)
 
     def on_trial_result(self, tune_controller: TuneController, trial: Trial, result: dict) -> str:
         decision = super().on_trial_result(tune_controller, trial, result)
@@ -154,6 +194,8 @@ class TruthfulOptunaSearch(OptunaSearch):
     an error was stopped early and is PRUNED. ``pruned_by_scheduler``: the trial ids the scheduler
     stopped (``RecordingASHA.pruned``); a trial that ended early and is not in it was stopped by
     the time budget, and is marked ``STOPPED_ATTR`` (PRUNED with its values, FAIL without any).
+    ``failures``: trial id -> :class:`Failure` (``RecordingASHA.failures``); a trial that raised
+    is told FAIL with its cause and traceback file as user attributes.
     """
 
     def __init__(
@@ -162,10 +204,12 @@ class TruthfulOptunaSearch(OptunaSearch):
         max_t: int,
         adopt_running: bool = False,
         pruned_by_scheduler: set[str] | None = None,
+        failures: Mapping[str, Failure] | None = None,
         **kwargs: Any,
     ):
         self._max_t = max_t
         self._pruned_by_scheduler = pruned_by_scheduler
+        self._failures = failures if failures is not None else {}
         self._adopt_running = adopt_running
         self._adoptable: list[int] | None = None
         self._reported: dict[str, set[int]] = {}
@@ -217,6 +261,8 @@ class TruthfulOptunaSearch(OptunaSearch):
         if by_budget:
             with _suppress(Exception):
                 ot_trial.set_user_attr(STOPPED_ATTR, True)
+        if error:
+            self._record_failure(ot_trial, trial_id)
         if error or value is None:
             self._tell(ot_trial, None, TrialState.FAIL)
         elif step < self._max_t:
@@ -224,8 +270,18 @@ class TruthfulOptunaSearch(OptunaSearch):
                 ot_trial.report(float(value), step)
             self._tell(ot_trial, None, TrialState.PRUNED)
         else:
+            if step not in self._reported.get(trial_id, ()):  # Ray passes the last result here
+                ot_trial.report(float(value), step)
             self._tell(ot_trial, float(value), TrialState.COMPLETE)
         self._completed_trials.add(trial_id)
+
+    def _record_failure(self, ot_trial: optuna.Trial, trial_id: str) -> None:
+        """The cause and the traceback file of a trial that raised, as its user attributes."""
+        failure = self._failures.get(trial_id, Failure(UNKNOWN_CAUSE))
+        with _suppress(Exception):
+            ot_trial.set_user_attr(ERROR_ATTR, failure.cause)
+            if failure.error_file:
+                ot_trial.set_user_attr(ERROR_FILE_ATTR, failure.error_file)
 
     def _tell(self, ot_trial: optuna.Trial, value: float | None, state: TrialState) -> None:
         try:

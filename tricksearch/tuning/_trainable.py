@@ -36,12 +36,16 @@ class TrialContext:
     data: DatasetSplits | None = None
     model_factory: Callable[..., nn.Module] | None = None
     cache_dir: str | None = None
+    cv: int | None = None  # the retraining's K folds on train + val (``--cv``); None: one split
 
 
-def _setup(ctx: TrialContext) -> None:
+def _setup(ctx: TrialContext, recipe: Recipe) -> None:
+    """The worker set for one training: the recipe's torch thread count (``runtime.threads``,
+    which the search's base recipe sets to the trials' share of CPUs), the teacher cache."""
     import os
 
-    torch.set_num_threads(max(1, math.floor(ctx.cpus_per_trial)))
+    threads = recipe.runtime.threads
+    torch.set_num_threads(threads if threads else max(1, math.floor(ctx.cpus_per_trial)))
     if ctx.cache_dir:
         os.environ["TRICKSEARCH_CACHE"] = ctx.cache_dir
 
@@ -60,8 +64,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
 
     from tricksearch.engine import fit
 
-    _setup(ctx)
     recipe = ctx.space.to_recipe(Recipe.from_dict(ctx.base), config)
+    _setup(ctx, recipe)
     data = _data_for(recipe, ctx)
 
     spent = [0.0]
@@ -83,26 +87,44 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
 
 
 def retrain_one(recipe_dict: dict[str, Any], seed: int, ctx: TrialContext) -> dict[str, Any]:
-    """Train one candidate at the full budget with one seed; val and test metrics (or the error)."""
+    """Train one candidate at the full budget with one seed; val and test metrics (or the error).
+
+    With ``ctx.cv`` = K the candidate is trained K times, on each fold of train + val
+    (``data.cv_fold``, the same folds for every recipe), and the metrics are the means over the
+    folds (``folds`` keeps each fold's)."""
+    from tricksearch.data import cv_fold
     from tricksearch.engine import TrainingDiverged, fit
 
-    _setup(ctx)
     recipe = Recipe.from_dict(recipe_dict)
     recipe = recipe.with_changes(budget=recipe.budget.to_dict() | {"seed": seed})
+    _setup(ctx, recipe)
     data = _data_for(recipe, ctx)
-    try:
-        result = fit(
-            recipe, model=ctx.model_factory, data=data, device=ctx.device, evaluate_test=True
-        )
-    except TrainingDiverged as exc:
-        return {"seed": seed, "error": str(exc)}
-    return {
-        "seed": seed,
-        "val_acc": result.val_acc,
-        "val_loss": result.val_loss,
-        "test_acc": result.test_acc,
-        "test_loss": result.test_loss,
-        "seconds": result.seconds,
-        "epochs": len(result.history),
+    parts = (
+        [data]
+        if not ctx.cv
+        else [cv_fold(data, k, ctx.cv, seed=recipe.data.split_seed) for k in range(ctx.cv)]
+    )
+    metrics: list[dict[str, float]] = []
+    seconds, epochs = 0.0, 0
+    for part in parts:
+        try:
+            result = fit(
+                recipe, model=ctx.model_factory, data=part, device=ctx.device, evaluate_test=True
+            )
+        except TrainingDiverged as exc:
+            return {"seed": seed, "error": f"TrainingDiverged: {exc}"}
+        metrics.append({k: getattr(result, k) for k in _METRICS})
+        seconds, epochs = seconds + result.seconds, len(result.history)
+    out: dict[str, Any] = {"seed": seed}
+    out |= {k: sum(m[k] for m in metrics) / len(metrics) for k in _METRICS}
+    out |= {
+        "seconds": seconds,
+        "epochs": epochs,
         "recipe": json.loads(json.dumps(recipe.to_dict())),
     }
+    if ctx.cv:
+        out["folds"] = metrics
+    return out
+
+
+_METRICS = ("val_acc", "val_loss", "test_acc", "test_loss")

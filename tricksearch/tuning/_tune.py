@@ -1,5 +1,9 @@
 """The tuning phase: the Optuna study in the run folder, and one Ray Tune run over it
-(``Tuner(trial, TruthfulOptunaSearch, RecordingASHA)``) for the trials still to run."""
+(``Tuner(trial, TruthfulOptunaSearch, RecordingASHA)``) for the trials still to run.
+
+A trial that raises is recorded by ``RecordingASHA`` (its cause and Ray's ``error.txt``), which
+Ray tells first; the searcher stores both on the Optuna trial (``ERROR_ATTR``,
+``ERROR_FILE_ATTR``) and the progress display prints them grouped when the run ends."""
 
 from __future__ import annotations
 
@@ -135,6 +139,7 @@ def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> None:
         max_t=config.epochs,
         adopt_running=job.resume,
         pruned_by_scheduler=scheduler.pruned,
+        failures=scheduler.failures,
     )
     progress = ProgressCallback(
         total=config.trials,
@@ -144,6 +149,7 @@ def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> None:
         mode=config.mode,
         stream=out,
         pruned_by_scheduler=scheduler.pruned,
+        failures=scheduler.failures,
     )
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, ctx=job.ctx),

@@ -67,15 +67,18 @@ class Verdict:
 
 
 def paired_verdict(
-    a: Sequence[float], b: Sequence[float], *, mode: str = "max", level: float = 0.95
+    a: Sequence[float | None], b: Sequence[float | None], *, mode: str = "max", level: float = 0.95
 ) -> Verdict:
-    """Compare the per-seed scores ``a`` and ``b`` (same seeds, same order)."""
+    """Compare the per-seed scores ``a`` and ``b`` (same seeds, same order). A seed whose
+    training failed on either side (None) is left out of the pairs."""
     if len(a) != len(b):
         raise ValueError(f"paired scores: got {len(a)} and {len(b)} values, expected equal counts")
+    pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    a, b = [x for x, _ in pairs], [y for _, y in pairs]
     if mode not in ("max", "min"):
         raise ValueError(f"mode: got {mode!r}, expected 'max' or 'min'")
     sign = 1.0 if mode == "max" else -1.0
-    diffs = [sign * (x - y) for x, y in zip(a, b, strict=True)]
+    diffs = [sign * (x - y) for x, y in pairs]
     n = len(diffs)
     if n == 0:
         return Verdict(NOT_DISTINGUISHABLE, float("nan"), None, None, 0)

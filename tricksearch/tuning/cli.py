@@ -139,10 +139,63 @@ def _add_retraining(g: argparse._ArgumentGroup, d: SearchConfig) -> None:
     )
     g.add_argument(
         "--seeds",
-        type=positive_int,
+        type=_seeds,
         default=d.seeds,
-        help="seeds per retrained configuration (default: %(default)s)",
+        help="seeds per retrained configuration, paired between the recipes (same init and "
+        "data order per seed); 'auto' races seeds for the leader and the baseline until the "
+        "verdict is decided, up to --max-seeds (default: %(default)s)",
     )
+    g.add_argument(
+        "--max-seeds",
+        type=positive_int,
+        default=d.max_seeds,
+        help="the most seeds --seeds auto may use (default: %(default)s)",
+    )
+    g.add_argument(
+        "--tuned-baseline",
+        type=nonneg_int,
+        default=d.tuned_baseline,
+        metavar="N",
+        help="trials of a search of lr and batch size without tricks, the tuned baseline the "
+        "recipe is also compared with; 0: none (default: max(4, trials / 4))",
+    )
+    g.add_argument(
+        "--cv",
+        type=_folds,
+        default=d.cv,
+        metavar="K",
+        help="retrain each configuration with K-fold cross-validation on train + val (the val "
+        "score of a seed is the mean over the K folds): for small datasets, where one val "
+        "split is too noisy to tell recipes apart (K times the retraining cost)",
+    )
+    g.add_argument(
+        "--no-minimal",
+        dest="minimal",
+        action="store_false",
+        help="hand over the full winner; by default its tricks are dropped one at a time while "
+        "the result stays indistinguishable from it (the minimal recipe; the full one is kept "
+        "as full_recipe.yaml)",
+    )
+
+
+def _folds(text: str) -> int:
+    """``--cv``: an integer >= 2."""
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"got {text}, expected an integer >= 2 (the folds)")
+    return value
+
+
+def _seeds(text: str) -> int | str:
+    """``--seeds``: a positive integer or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"got {text!r}, expected an integer >= 1 or 'auto'"
+        ) from None
 
 
 def run_search_cmd(args: argparse.Namespace) -> int:
@@ -176,6 +229,10 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         time_budget=args.time_budget,
         top_k=args.top_k,
         seeds=args.seeds,
+        max_seeds=args.max_seeds,
+        tuned_baseline=args.tuned_baseline,
+        minimal=args.minimal,
+        cv=args.cv,
         address=args.address,
     )
     run_search(config)
