@@ -140,3 +140,24 @@ def test_candidates_exclude_the_baseline_configuration(monkeypatch) -> None:
     _plant(monkeypatch, {})
     decision = decide(_prep(top_k=2), None, RECORDS, None, None)
     assert decision.candidates == ["trial 1", "trial 2"]
+
+
+def test_a_space_that_fixes_a_trick_on_has_no_baseline_trial(monkeypatch) -> None:
+    # Every trial of this space has the same (empty) parameters and flooding on: none of them is
+    # the baseline, so none may be excluded as if it were.
+    fixed = space_from_dict(
+        {
+            "include": ["flooding"],
+            "budget": {"lr": None, "batch_size": None},
+            "tricks": {"flooding": {"switch": "on", "level": 3.0}},
+        },
+        source="test",
+        name="fixed",
+    )
+    _plant(monkeypatch, {"flooding": -0.5})
+    prep = _prep(top_k=1)
+    prep.space = fixed
+    records = [TrialRecord(0, "COMPLETE", 0.1, {4: 0.1}, {}, 4)]
+    decision = decide(prep, None, records, None, None)
+    assert decision.candidates == ["trial 0"] and decision.selection.verdict == WORSE
+    assert decision.winner["label"] == BASELINE

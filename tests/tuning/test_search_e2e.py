@@ -148,6 +148,7 @@ def test_every_trial_failing_is_a_clear_error_and_no_recipe(tmp_path) -> None:
             dataset="digits",
             model=DivergingNet,
             space=_space_file(tmp_path, 50.0, 100.0),
+            lr=60.0,  # the enqueued baseline trial uses the user's lr exactly: diverging too
             trials=3,
             epochs=2,
             out=tmp_path / "run",

@@ -290,14 +290,17 @@ def _compare(rows: list[AblationRow]) -> None:
 def _train_job(
     recipe: dict[str, Any], seed: int, data: DatasetSplits | None, device: str | None
 ) -> dict[str, Any]:
-    """Train one configuration with one seed; a diverged run is a result, not an error."""
+    """Train one configuration with one seed, with the recipe's torch thread count (as the search
+    trained it); a diverged run is a result, not an error."""
+    from tricksearch.api import torch_threads
     from tricksearch.engine import TrainingDiverged, fit
 
     r = Recipe.from_dict(recipe)
     r = r.with_changes(budget=r.budget.to_dict() | {"seed": seed})
     t0 = time.perf_counter()
     try:
-        res = fit(r, data=data, device=device, evaluate_test=False)
+        with torch_threads(r.runtime.threads):
+            res = fit(r, data=data, device=device, evaluate_test=False)
     except TrainingDiverged as exc:
         return {
             "seed": seed,

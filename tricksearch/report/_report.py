@@ -113,7 +113,9 @@ def write_report(run_dir: str | Path) -> Path:
     md += history_section(run.points, run.dir, written, maximize=run.maximize, metric=run.metric)
     md += top_trials(run.trials, run.maximize, run.metric)
     md += failures_section(run.trials)
-    md += importance_section(trick_importance(run.study), run.dir, written, run.metric)
+    md += importance_section(
+        trick_importance(run.study, recipe=run.recipe), run.dir, written, run.metric
+    )
     md += _ablation_section(run.dir, run.recipe, written)
     md += _cost_section(run)
     md += _explore_section(run)
@@ -187,7 +189,14 @@ def _evidence_section(run: _Run, written: set[str]) -> list[str]:
     plot_recipe_vs_baseline(prov, run.dir / "recipe_vs_baseline.png")
     written.add("recipe_vs_baseline.png")
     evidence = {k: prov[k] for k in ("recipe", "baseline", "seeds", "gain") if k in prov}
+    verdict = []
+    if prov.get("verdict"):
+        from tricksearch.tuning._evidence import verdict_lines
+
+        verdict = ["## Verdict", "", "```", *verdict_lines(prov), "```", ""]
+        verdict += _path_lines(prov.get("minimal"))
     return [
+        *verdict,
         "## Recipe vs baseline",
         "",
         "![recipe vs baseline](recipe_vs_baseline.png)",
@@ -196,10 +205,33 @@ def _evidence_section(run: _Run, written: set[str]) -> list[str]:
         *evidence_lines(evidence, indent=""),
         "```",
         "",
-        "The winner was chosen on validation accuracy; the test split was used once, for "
-        "the winner and the baseline.",
+        "The candidates and the baseline were retrained with the same seeds (paired); the "
+        "winner was chosen on validation (handed over only if better than the baseline beyond "
+        "noise); the test split was only read for the verdicts (95 % paired-t intervals).",
         "",
     ]
+
+
+def _path_lines(minimal: dict[str, Any] | None) -> list[str]:
+    """The minimal recipe's ablation path as a table: each step, its comparison with the full
+    winner on val, kept or not."""
+    if not minimal or not (minimal.get("path") or {}).get("steps"):
+        return []
+    lines = [
+        "Ablation path (the winner's tricks removed cumulatively, cheapest first; compared with "
+        "the full winner on val, paired):",
+        "",
+        "| removed | gain vs full winner (95 % CI) | verdict | kept |",
+        "|---|---|---|---|",
+    ]
+    for step in minimal["path"]["steps"]:
+        v = step["verdict"]
+        ci = "" if v.get("low") is None else f" ({v['low']:+.4f} … {v['high']:+.4f})"
+        lines.append(
+            f"| {', '.join(step['removed'])} | {v['gain']:+.4f}{ci} | {v['verdict']} | "
+            f"{'yes' if step['kept'] else 'no: the path stops'} |"
+        )
+    return [*lines, ""]
 
 
 def _candidates(results: dict[str, Any]) -> list[str]:

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from tricksearch.report._importance import (
     ImportanceResult,
-    entry_label,
     tricks_of_params,
 )
 from tricksearch.report._plots import TrialPoint, plot_history, plot_importance
@@ -158,13 +157,12 @@ def importance_section(
         "sum to 1. Few trials make these numbers rough; importance is not effect size (see "
         "the ablation for that).",
         "",
-        "| entry | importance |",
-        "|---|---:|",
+        "| entry | importance | in the recipe |",
+        "|---|---:|---|",
     ]
-    small = {k: v for k, v in imp.by_trick.items() if v < 0.005}
-    lines += [f"| {entry_label(k)} | {v:.3f} |" for k, v in imp.by_trick.items() if k not in small]
-    if small:
-        lines.append(f"| {len(small)} others ({', '.join(small)}) | {sum(small.values()):.3f} |")
+    lines += [
+        f"| {r.label} | {r.importance:.3f} | {'yes' if r.in_recipe else ''} |" for r in imp.rows()
+    ]
     lines.append("")
     if imp.n_rated < 50:
         lines += [

@@ -74,6 +74,10 @@ def _ms(mean: object, std: object) -> str:
 def evidence_lines(prov: dict[str, Any], indent: str = "  ") -> list[str]:
     """The evidence a search stored in ``provenance`` (or ``results.json``'s summary), as lines."""
     lines = _score_lines(prov, indent)
+    if prov.get("verdict"):
+        from tricksearch.tuning._evidence import verdict_lines
+
+        lines += [indent + line for line in verdict_lines(prov)]
     search = prov.get("search") or {}
     if search:
         lines += _search_lines(search, indent)
@@ -106,6 +110,11 @@ _KNOWN_EVIDENCE = {
     "created",
     "model",
     "budget",
+    "verdict",  # these five: ``verdict_lines``
+    "leader",
+    "tuned_baseline",
+    "minimal",
+    "small_data",
 }
 
 

@@ -143,7 +143,7 @@ def decide(
     config = prep.config
     baseline = prep.base.baseline()
     candidates = pick_candidates(
-        records, config.mode, config.top_k, max_t=config.epochs, exclude=[_point(prep, baseline)]
+        records, config.mode, config.top_k, max_t=config.epochs, exclude=_points(prep, baseline)
     )
     recipes = {
         f"trial {r.number}": prep.space.to_recipe(prep.base, dict(r.params)) for r in candidates
@@ -194,12 +194,15 @@ def decide(
     return decision
 
 
-def _point(prep: Prepared, recipe: Recipe) -> dict[str, Any]:
-    """The baseline as the space writes it (empty when the space cannot express it)."""
+def _points(prep: Prepared, recipe: Recipe) -> list[dict[str, Any]]:
+    """The baseline as the space writes it: ``[point]``, or ``[]`` when the space cannot express
+    it (a space that fixes a trick on): then no trial is the baseline."""
     try:
-        return prep.space.point(recipe)
-    except Exception:  # a space that fixes something the baseline lacks: nothing to exclude
-        return {}
+        point = prep.space.point(recipe)
+        same = prep.space.to_recipe(prep.base, point).dumps("json") == recipe.dumps("json")
+    except Exception:  # the space's own refusal: nothing to exclude
+        return []
+    return [point] if same else []
 
 
 def _leader(table: Sequence[dict[str, Any]], mode: str) -> dict[str, Any] | None:

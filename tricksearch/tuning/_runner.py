@@ -41,6 +41,7 @@ from tricksearch.tuning._candidates import TrialRecord
 from tricksearch.tuning._config import SearchConfig
 from tricksearch.tuning._console import say
 from tricksearch.tuning._decide import decide
+from tricksearch.tuning._failures import failure_lines
 from tricksearch.tuning._prepare import Prepared, prepare, resume_hint
 from tricksearch.tuning._result import SearchFailed, SearchInterrupted, SearchResult
 from tricksearch.tuning._session import RaySession, ray_session, sigterm_as_interrupt
@@ -170,7 +171,10 @@ def _retrain_and_choose(
     (``_decide``); everything written out."""
     config, run_dir = prep.config, prep.run_dir
     if not any(r.state in ("COMPLETE", "PRUNED") and r.intermediate_values for r in records):
-        raise SearchFailed(nothing_usable(outcome_counts(records), len(records), config, run_dir))
+        causes = "".join(f"\n  {line}" for line in failure_lines(records))
+        raise SearchFailed(
+            nothing_usable(outcome_counts(records), len(records), config, run_dir) + causes
+        )
     tuned = tune_baseline(prep, ctx, slots=session.slots, out=out)
     decision = decide(prep, ctx, records, tuned, out)
     summary = search_summary(
