@@ -60,7 +60,7 @@ def image_folder(root: Path, seed: int = 0) -> Path:
         for i in range(100):
             img = torch.rand(25, 25, generator=g) * 160
             r, c = (torch.randint(2, 9, (2,), generator=g) + (0 if k == 0 else 14)).tolist()
-            img[r : r + 5, c : c + 5] += 70
+            img[r : r + 5, c : c + 5] += 110
             Image.fromarray(img.clamp(0, 255).byte().numpy(), mode="L").save(
                 root / name / f"{i:03d}.png"
             )
@@ -100,8 +100,11 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=24)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--only", choices=("signals", "imagefolder"))
+    p.add_argument("--cv", type=int, help="K-fold retraining (--cv K of the search)")
     args = p.parse_args()
     common = {"trials": args.trials, "epochs": args.epochs, "space": "default", "seeds": 3}
+    if args.cv:
+        common["cv"] = args.cv
     if args.only in (None, "signals"):
         run = args.out / "signals"
         tricksearch.search(dataset=signals(), model=make_net, out=run, **common)

@@ -169,3 +169,32 @@ def test_a_user_conv1d_lazy_model_on_signals_wastes_no_trial(tmp_path, capsys) -
     assert "pre-flight:" in out and " tricks checked in " in out
     assert result.best.data.kind == "signal"
     assert result.summary["search"]["trials"]["fail"] == 0
+
+
+def test_cv_retrains_every_seed_on_k_folds(tmp_path) -> None:
+    space = _space(
+        tmp_path,
+        "include: [label_smoothing]\nbudget: {lr: 0.1, batch_size: 128}\n"
+        "tricks:\n  label_smoothing: {switch: on, epsilon: 0.1}\n",
+    )
+    result = tricksearch.search(
+        "digits",
+        "cnn-small",
+        space,
+        trials=1,
+        epochs=2,
+        lr=0.1,
+        seeds=2,
+        top_k=1,
+        tuned_baseline=0,
+        minimal=False,
+        cv=3,
+        out=tmp_path / "run",
+        quiet=True,
+    )
+    rows = [r for c in result.candidates for r in c["rows"]]
+    assert rows and all(len(r["folds"]) == 3 for r in rows)
+    for r in rows:
+        assert r["val_acc"] == pytest.approx(sum(f["val_acc"] for f in r["folds"]) / 3)
+    assert result.summary["small_data"]["cv"] == 3
+    assert json.loads((tmp_path / "run" / "search.json").read_text())["cv"] == 3

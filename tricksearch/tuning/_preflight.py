@@ -225,7 +225,9 @@ def _without(space: SearchSpace, left_out: dict[str, str], notes: list[str]) -> 
 
 
 def _label(factory: Callable[..., nn.Module]) -> str:
-    return getattr(factory, "__qualname__", None) or type(factory).__name__
+    from tricksearch.models import python_model_name
+
+    return python_model_name(factory)
 
 
 @contextlib.contextmanager

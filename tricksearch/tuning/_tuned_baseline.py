@@ -65,9 +65,9 @@ def tune_baseline(
         sampler=make_sampler(config.sampler, config.seed + 1, n),
     )
     _close_interrupted(study)
+    done = len(study.trials)
     if not study.trials:
         study.enqueue_trial(space.point(prep.base), skip_if_exists=True)
-    done = len(study.trials)
     if done < n:
         say(out, f"tuned baseline: searching lr/batch size without tricks, {n - done} trial(s) ...")
     while len(study.trials) < n:
