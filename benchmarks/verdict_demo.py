@@ -101,8 +101,10 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--only", choices=("signals", "imagefolder"))
     p.add_argument("--cv", type=int, help="K-fold retraining (--cv K of the search)")
+    p.add_argument("--seeds", default="3", help="seeds of the retraining: N or auto")
     args = p.parse_args()
-    common = {"trials": args.trials, "epochs": args.epochs, "space": "default", "seeds": 3}
+    seeds = args.seeds if args.seeds == "auto" else int(args.seeds)
+    common = {"trials": args.trials, "epochs": args.epochs, "space": "default", "seeds": seeds}
     if args.cv:
         common["cv"] = args.cv
     if args.only in (None, "signals"):

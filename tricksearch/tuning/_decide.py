@@ -265,7 +265,11 @@ def _shrink(decision: Decision, trainer: Trainer, out: IO[str] | None) -> None:
         row = trainer.table({label: without(removed)}, seeds)[0]
         return scores(row, seeds, config.metric)
 
-    say(out, f"minimal recipe: dropping the winner's {len(tricks)} trick(s) one at a time ...")
+    say(
+        out,
+        f"minimal recipe: dropping the winner's {len(tricks)} trick(s) one at a time (at most "
+        f"{2 * len(tricks) - 1} × {len(seeds)} trainings; --no-minimal skips this) ...",
+    )
     path = ablation_path(
         tricks,
         scores(decision.winner, seeds, config.metric),
