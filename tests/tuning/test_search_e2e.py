@@ -160,6 +160,32 @@ def test_every_trial_failing_is_a_clear_error_and_no_recipe(tmp_path) -> None:
     assert (tmp_path / "run" / "trials.csv").read_text().count("FAIL") == 3
 
 
+def test_sigterm_stops_a_search_as_cleanly_as_ctrl_c(tmp_path) -> None:
+    # What `timeout`, Slurm and Kubernetes send. ray.init installs a handler that exits at once
+    # (status 15, nothing said, no trials.csv); the search puts its own back.
+    run = tmp_path / "run"
+    flags = "--space minimal --trials 8 --epochs 8 --grace-period 8 --seeds 1 --top-k 1"
+    cmd = [sys.executable, "-m", "tricksearch", "search", *flags.split(), "--out", str(run)]
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+        if (run / "study.db").exists():
+            try:
+                if any(t.state.is_finished() for t in _study(run).trials):
+                    break
+            except Exception:
+                continue
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert f"tricksearch search --resume {run}" in err and "Traceback" not in err
+    assert (run / "trials.csv").is_file()
+    assert sum(t.state.is_finished() for t in _study(run).trials) >= 1
+
+
 def test_interrupted_search_resumes_to_exactly_the_requested_trials(tmp_path) -> None:
     run = tmp_path / "run"
     flags = "--space minimal --trials 12 --epochs 8 --grace-period 8 --seeds 1 --top-k 1"

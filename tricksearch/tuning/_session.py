@@ -31,21 +31,36 @@ class RaySession:
     start_seconds: float
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _keep_sigterm_handler() -> None:
+    """``ray.init`` installs its own SIGTERM handler (it exits at once, printing nothing): put
+    ours back when :func:`sigterm_as_interrupt` had installed it, so ``timeout``, Slurm and
+    Kubernetes stop a search as cleanly as Ctrl-C does."""
+    with contextlib.suppress(ValueError):  # not the main thread: nothing was installed
+        if signal.getsignal(signal.SIGTERM) is not _interrupt and _installed:
+            signal.signal(signal.SIGTERM, _interrupt)
+
+
+_installed: list[bool] = []  # non-empty while sigterm_as_interrupt is active
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM like Ctrl-C so a killed search still closes cleanly and can be resumed."""
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     except ValueError:  # not the main thread
         yield
         return
+    _installed.append(True)
     try:
         yield
     finally:
+        _installed.pop()
         signal.signal(signal.SIGTERM, previous)
 
 
@@ -65,6 +80,7 @@ def ray_session(config: SearchConfig, run_dir: Path) -> Iterator[RaySession]:
         if not ray.is_initialized():
             _init(config, run_dir)
             started = True
+            _keep_sigterm_handler()
         start_seconds = time.monotonic() - t0
         try:
             yield RaySession(check_resources(config), console, start_seconds)

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from tricksearch.errors import ConfigError
 from tricksearch.tuning._candidates import TrialRecord, trial_record
 from tricksearch.tuning._config import SearchConfig
+from tricksearch.tuning._failures import cause_line
 from tricksearch.tuning._study import STUDY_NAME
 
 if TYPE_CHECKING:
@@ -66,14 +68,45 @@ def open_study(run_dir: Path, mode: str) -> tuple[optuna.Study, optuna.storages.
 
     from tricksearch.tuning._searcher import open_storage
 
-    storage = open_storage(run_dir)
-    study = optuna.create_study(
-        storage=storage,
-        study_name=STUDY_NAME,
-        direction="maximize" if mode == "max" else "minimize",
-        load_if_exists=True,
-    )
+    _check_study_file(run_dir / "study.db")
+    try:
+        storage = open_storage(run_dir)
+        study = optuna.create_study(
+            storage=storage,
+            study_name=STUDY_NAME,
+            direction="maximize" if mode == "max" else "minimize",
+            load_if_exists=True,
+        )
+    except Exception as exc:  # sqlalchemy's errors for a damaged file: one line, not 70
+        if not (run_dir / "study.db").is_file():
+            raise
+        raise ConfigError(
+            f"study: {str(run_dir / 'study.db')!r} cannot be read ({cause_line(exc)}); it is "
+            "damaged. Restore it from a copy, or start the search again with another --out."
+        ) from None
     return study, storage
+
+
+#: The first bytes of every SQLite database file.
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_study_file(path: Path) -> None:
+    """Refuse a study file that is not a SQLite database (emptied, truncated to nothing, or
+    overwritten) instead of starting over on top of it and losing the search's history."""
+    if not path.exists():
+        return
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise ConfigError(f"study: {str(path)!r} cannot be read ({exc}).") from None
+    if head != _SQLITE_HEADER:
+        what = "is empty (0 bytes)" if not head else "is not a SQLite database"
+        raise ConfigError(
+            f"study: {str(path)!r} {what}: the search's history is lost or damaged. Restore it "
+            "from a copy, or start the search again with another --out."
+        )
 
 
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
