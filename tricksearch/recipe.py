@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tricksearch.compat import incompatibility, teacher_missing
-from tricksearch.errors import ConfigError, ConfigTypeError
+from tricksearch.errors import ConfigError, ConfigTypeError, read_text_file
 from tricksearch.tricks._base import DATA_KINDS, FAMILIES, Param, registered_tricks
 from tricksearch.tricks._section import resolve_section
 
@@ -440,4 +440,5 @@ def load_recipe(path: str | Path) -> Recipe:
     if not path.is_file():
         raise ConfigError(f"recipe: no file at {str(path)!r}.")
     fmt = "json" if path.suffix == ".json" else "yaml"
-    return Recipe.loads(path.read_text(), fmt, source=str(path))
+    text = read_text_file(path, "recipe", "a YAML or JSON recipe file")
+    return Recipe.loads(text, fmt, source=str(path))

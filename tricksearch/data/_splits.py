@@ -320,6 +320,13 @@ def make_splits(
     fractions are checked here (their sum only when test is cut).
     """
     check_kind(kind, "kind")
+    present = torch.unique(y).tolist() if len(y) else []
+    if len(present) < 2:
+        found = ", ".join(repr(classes[i]) if i < len(classes) else str(i) for i in present)
+        raise DataError(
+            f"dataset {name!r}: the labels hold {len(present)} class(es) ({found or 'none'}); "
+            "a classifier needs at least 2: check the labels, or the folder's class subfolders."
+        )
     official_test = x_test is not None and y_test is not None
     check_fractions(val_fraction, test_fraction, test_used=not official_test)
     if x_test is not None and y_test is not None:

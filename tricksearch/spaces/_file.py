@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from tricksearch.errors import ConfigError, ConfigTypeError
+from tricksearch.errors import ConfigError, ConfigTypeError, read_text_file
 from tricksearch.spaces._entry import TrickEntry, make_entry
 from tricksearch.spaces._errors import SpaceError, SpaceTypeError
 from tricksearch.spaces._keys import BUDGET_NAMES, budget_key
@@ -165,10 +165,7 @@ def _line_map(text: str, label: str) -> dict[str, int]:
 def _read(path: Path, label: str) -> tuple[Any, dict[str, int]]:
     import yaml
 
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{label}: cannot read the file: {exc.strerror or exc}") from None
+    text = read_text_file(path, label, "a YAML space file")
     try:
         raw = yaml.safe_load(text)
         lines = _line_map(text, label)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from tricksearch.errors import ConfigError, ConfigTypeError
+from tricksearch.errors import ConfigError, ConfigTypeError, read_text_file
 
 __all__ = ["METRICS", "SAMPLERS", "SearchConfig"]
 
@@ -173,7 +173,7 @@ class SearchConfig:
                 "folder of an earlier `tricksearch search`."
             )
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads(read_text_file(path, "resume", "the search.json of a search"))
         except json.JSONDecodeError as exc:
             raise ConfigError(f"resume: {str(path)!r} is not valid JSON ({exc}).") from None
         return cls.from_dict(raw)

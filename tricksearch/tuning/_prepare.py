@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tricksearch.errors import ConfigError
 from tricksearch.tuning._config import SearchConfig
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ def prepare(
         data = load_data(base)
     base = for_data(base, data)
     device = "cuda" if config.gpus_per_trial > 0 else "cpu"
+    _check_local_gpu(config)
     traits = model_traits_for(base, data, model_factory)
     space = (
         load_space(config.space)
@@ -122,6 +124,19 @@ def prepare(
         device=device,
         preflight_line=checked.line,
     )
+
+
+def _check_local_gpu(config: SearchConfig) -> None:
+    """On this machine (no ``--address``), GPU trials need a GPU here: refused before Ray starts
+    (a cluster's GPUs are checked once Ray is up, ``_session.check_resources``)."""
+    import torch
+
+    if config.gpus_per_trial > 0 and not config.address and not torch.cuda.is_available():
+        raise ConfigError(
+            f"gpus_per_trial: got {config.gpus_per_trial}, but this machine has 0 GPU(s) "
+            "(torch sees no CUDA device); use --gpus-per-trial 0, or --address to run on a "
+            "Ray cluster that has GPUs."
+        )
 
 
 def _python_only(config: SearchConfig) -> dict[str, str]:
@@ -165,8 +180,6 @@ def _check_python_objects(
     ]
     if not missing:
         return
-    from tricksearch.errors import ConfigError
-
     what = {
         "data": f"dataset {config.dataset!r} (data given from Python)",
         "model": f"model {config.model!r} (a Python model)",

@@ -86,6 +86,7 @@ def run_search(
             f"out: {str(run_dir)!r} already holds a search; continue it with "
             f"`{resume_hint(config)}` or choose another --out."
         )
+    _check_out(run_dir)  # before anything is loaded or trained
     prep = prepare(config, data=data, model_factory=model_factory)
     config = prep.config
     stream: IO[str] | None = None if quiet else sys.stdout
@@ -93,7 +94,10 @@ def run_search(
         say(stream, f"note: {note}")
     say(stream, prep.preflight_line)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"out: cannot create {str(run_dir)!r} ({exc.strerror or exc}).") from None
     study, storage = open_study(run_dir, config.mode)
     done = len(finished_trials(study))
     if resume:
@@ -181,6 +185,24 @@ def _retrain_and_choose(
         config, records, decision, prep.data, timings=timings, slots=session.slots
     )
     return save_outcome(config, run_dir, decision, summary, out)
+
+
+def _check_out(run_dir: Path) -> None:
+    """Refuse a run folder that cannot be made: its nearest existing parent is a file, or a
+    folder this user cannot write to."""
+    parent = run_dir
+    while not parent.exists():
+        parent = parent.parent
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"out: {str(run_dir)!r} is a file; expected a folder for the run.")
+    if not parent.is_dir():
+        raise ConfigError(
+            f"out: cannot create {str(run_dir)!r}: {str(parent)!r} is a file, not a folder."
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"out: cannot create {str(run_dir)!r}: no permission to write in {str(parent)!r}."
+        )
 
 
 def _trial_context(prep: Prepared) -> TrialContext:

@@ -203,8 +203,7 @@ def run_search_cmd(args: argparse.Namespace) -> int:
     from tricksearch.tuning._runner import run_search
 
     if args.resume:
-        config = SearchConfig.load(Path(args.resume))
-        config.out = args.resume
+        config = _resumed(args)
         run_search(config, resume=True)
         return 0
     config = SearchConfig(
@@ -237,6 +236,37 @@ def run_search_cmd(args: argparse.Namespace) -> int:
     )
     run_search(config)
     return 0
+
+
+def _resumed(args: argparse.Namespace) -> SearchConfig:
+    """The settings of the search saved in ``--resume DIR``; ``--trials N`` (N at least the
+    saved count) runs more trials; any other option is refused: it would be silently ignored."""
+    import dataclasses
+
+    from tricksearch.errors import ConfigError
+
+    config = SearchConfig.load(Path(args.resume))
+    parser = argparse.ArgumentParser()
+    _add_search(parser)
+    defaults = vars(parser.parse_args([]))
+    given = [
+        k for k, v in vars(args).items() if k in defaults and k != "resume" and v != defaults[k]
+    ]
+    others = [f"--{k.replace('_', '-')}" for k in given if k != "trials"]
+    if others:
+        raise ConfigError(
+            f"resume: {', '.join(others)} cannot change a search being resumed (its settings "
+            f"are in {str(Path(args.resume) / 'search.json')!r}); only --trials N runs more "
+            "trials. Start a new search with another --out to change them."
+        )
+    if "trials" in given:
+        if args.trials < config.trials:
+            raise ConfigError(
+                f"trials: got {args.trials}, but the search in {args.resume!r} already asked "
+                f"for {config.trials}; expected at least {config.trials} to resume it."
+            )
+        config = dataclasses.replace(config, trials=args.trials)
+    return dataclasses.replace(config, out=args.resume)
 
 
 # --- spaces ------------------------------------------------------------------------------------

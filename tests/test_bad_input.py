@@ -1,0 +1,69 @@
+"""Bad input met on real machines gets one line naming the field, the value and what is allowed:
+no traceback, nothing started (binary files, an impossible --out, one class, --resume with
+options it would ignore)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tricksearch.data import dataset_from_tensors
+from tricksearch.errors import DataError
+from tricksearch.tuning import SearchConfig
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
+
+
+def _one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_a_binary_recipe_file_is_refused(cli, tmp_path) -> None:
+    path = tmp_path / "recipe.yaml"
+    path.write_bytes(PNG)
+    code, _, err = cli("train", "--recipe", str(path))
+    line = _one_line(err)
+    assert code == 2 and "recipe:" in line and str(path) in line
+    assert "is not a text file (byte 0x89 at position 0" in line and "YAML or JSON" in line
+
+
+def test_a_binary_space_file_is_refused_before_anything_starts(cli, tmp_path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_bytes(PNG)
+    code, _, err = cli("search", "--space", str(path), "--out", str(tmp_path / "run"))
+    line = _one_line(err)
+    assert code == 2 and "is not a text file" in line and "space" in line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "under-a-file"])
+def test_an_out_folder_that_cannot_be_made_is_refused(cli, tmp_path, where) -> None:
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder\n")
+    out = blocker if where == "file" else blocker / "run"
+    code, _, err = cli("search", "--trials", "2", "--epochs", "1", "--out", str(out))
+    line = _one_line(err)
+    assert code == 2 and line.startswith("error: out:") and "is a file" in line
+
+
+def test_a_single_class_dataset_is_refused() -> None:
+    x = torch.zeros(30, 1, 8, 8, dtype=torch.uint8)
+    with pytest.raises(
+        DataError, match=r"labels hold 1 class\(es\) \(.0.\); a classifier needs at least 2"
+    ):
+        dataset_from_tensors(x, torch.zeros(30, dtype=torch.long))
+
+
+def test_resume_refuses_options_it_would_ignore(cli, tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    SearchConfig(trials=8, epochs=3, out=str(run)).save(run / "search.json")
+    code, _, err = cli("search", "--resume", str(run), "--epochs", "20", "--lr", "0.1")
+    line = _one_line(err)
+    assert code == 2 and "--epochs, --lr cannot change a search being resumed" in line
+    assert "only --trials N runs more trials" in line
+    code, _, err = cli("search", "--resume", str(run), "--trials", "4")
+    line = _one_line(err)
+    assert code == 2 and "trials: got 4" in line and "expected at least 8" in line
