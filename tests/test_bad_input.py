@@ -67,3 +67,20 @@ def test_resume_refuses_options_it_would_ignore(cli, tmp_path) -> None:
     code, _, err = cli("search", "--resume", str(run), "--trials", "4")
     line = _one_line(err)
     assert code == 2 and "trials: got 4" in line and "expected at least 8" in line
+
+
+def test_a_second_search_on_a_running_search_folder_is_refused(cli, tmp_path) -> None:
+    import fcntl
+    import os
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with (run / ".search.lock").open("a+") as held:  # as the running search holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("4242\n")
+        held.flush()
+        code, _, err = cli("search", "--trials", "2", "--epochs", "1", "--out", str(run))
+        line = _one_line(err)
+        assert code == 2 and "another search is running in" in line and "(process 4242)" in line
+    assert not (run / "study.db").exists() and not (run / "search.json").exists()
+    assert os.listdir(run) == [".search.lock"]

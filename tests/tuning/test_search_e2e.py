@@ -186,6 +186,29 @@ def test_sigterm_stops_a_search_as_cleanly_as_ctrl_c(tmp_path) -> None:
     assert sum(t.state.is_finished() for t in _study(run).trials) >= 1
 
 
+def test_two_searches_on_one_folder_one_is_refused(tmp_path) -> None:
+    run = tmp_path / "run"
+    flags = "--space minimal --trials 8 --epochs 8 --seeds 1 --top-k 1 --tuned-baseline 0"
+    cmd = [sys.executable, "-m", "tricksearch", "search", *flags.split(), "--out", str(run)]
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    deadline = time.monotonic() + 120
+    while not (run / ".search.lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert second.returncode == 2, second.stderr
+    assert "another search is running in" in second.stderr and "Traceback" not in second.stderr
+    first.send_signal(signal.SIGTERM)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode in (0, 130), err  # it may have finished already
+    trials = _study(run).trials
+    assert len(trials) <= 8 and len({json.dumps(t.params, sort_keys=True) for t in trials}) == len(
+        trials
+    )
+
+
 def test_interrupted_search_resumes_to_exactly_the_requested_trials(tmp_path) -> None:
     run = tmp_path / "run"
     flags = "--space minimal --trials 12 --epochs 8 --grace-period 8 --seeds 1 --top-k 1"

@@ -44,7 +44,12 @@ from tricksearch.tuning._decide import decide
 from tricksearch.tuning._failures import failure_lines
 from tricksearch.tuning._prepare import Prepared, prepare, resume_hint
 from tricksearch.tuning._result import SearchFailed, SearchInterrupted, SearchResult
-from tricksearch.tuning._session import RaySession, ray_session, sigterm_as_interrupt
+from tricksearch.tuning._session import (
+    RaySession,
+    ray_session,
+    run_folder_lock,
+    sigterm_as_interrupt,
+)
 from tricksearch.tuning._tune import (
     TuneJob,
     close_study,
@@ -77,8 +82,6 @@ def run_search(
     Ray's own output goes to ``ray.log`` in the run folder. ``config`` is not changed."""
     import optuna
 
-    from tricksearch.tuning._searcher import make_sampler
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run_dir = Path(config.out).resolve()
     if not resume and (run_dir / "search.json").exists():
@@ -98,6 +101,20 @@ def run_search(
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"out: cannot create {str(run_dir)!r} ({exc.strerror or exc}).") from None
+    with run_folder_lock(run_dir):
+        if not resume and (run_dir / "search.json").exists():  # started meanwhile, and ended
+            raise ConfigError(f"out: {str(run_dir)!r} already holds a search.")
+        return _open_and_search(prep, resume=resume, quiet=quiet, stream=stream)
+
+
+def _open_and_search(
+    prep: Prepared, *, resume: bool, quiet: bool, stream: IO[str] | None
+) -> SearchResult:
+    """The study opened (a resume of a finished search returns its stored result), then the
+    search in Ray; an interruption (Ctrl-C, SIGTERM) leaves trials.csv and says how to resume."""
+    from tricksearch.tuning._searcher import make_sampler
+
+    config, run_dir = prep.config, prep.run_dir
     study, storage = open_study(run_dir, config.mode)
     done = len(finished_trials(study))
     if resume:

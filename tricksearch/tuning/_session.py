@@ -64,6 +64,40 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+#: The lock file of a run folder: held (``flock``) by the search running in it, with its pid.
+LOCK_FILE = ".search.lock"
+
+
+@contextlib.contextmanager
+def run_folder_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder for this process: a second search (or resume) on the same ``--out``
+    while this one runs is refused in one line, instead of both writing into one study."""
+    import fcntl
+
+    handle = (run_dir / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        pid = handle.read().strip() or "?"
+        handle.close()
+        raise ConfigError(
+            f"out: another search is running in {str(run_dir)!r} (process {pid}); wait for it "
+            "to end (or stop it, then --resume), or choose another --out."
+        ) from None
+    handle.seek(0)
+    if handle.read() != f"{os.getpid()}\n":  # unchanged when this process held it before
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
 @contextlib.contextmanager
 def ray_session(config: SearchConfig, run_dir: Path) -> Iterator[RaySession]:
     """Ray inside the block: the running session, the cluster at ``config.address``, or a local
