@@ -84,3 +84,27 @@ def test_a_second_search_on_a_running_search_folder_is_refused(cli, tmp_path) ->
         assert code == 2 and "another search is running in" in line and "(process 4242)" in line
     assert not (run / "study.db").exists() and not (run / "search.json").exists()
     assert os.listdir(run) == [".search.lock"]
+
+
+def test_what_the_readers_change_is_said(tmp_path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from tricksearch.data import load_dataset
+
+    for cls, size in (("a", (10, 10)), ("b", (12, 9))):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(np.full(size[::-1], 40 * i, dtype=np.uint8)).save(
+                tmp_path / "imgs" / cls / f"{i}.png"
+            )
+    data = load_dataset(f"imagefolder:{tmp_path / 'imgs'}")
+    assert data.image_size == (10, 10)
+    (note,) = data.info["notes"]
+    assert "6 of 12 images were resized to 10x10 (the size of the first image)" in note
+
+    x = np.random.default_rng(0).integers(0, 255, (40, 1, 6, 6), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", x=x, y=np.array([3, 7] * 20))
+    data = load_dataset(f"npz:{tmp_path / 'd.npz'}")
+    assert data.classes == ["3", "7"]
+    assert "labels {3, 7} renumbered 0..1 in sorted order" in data.info["notes"][0]

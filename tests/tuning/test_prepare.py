@@ -162,3 +162,22 @@ def test_a_factory_given_again_is_used(tmp_path) -> None:
     prep = prepare(config, model_factory=make_net)
     assert prep.base.model.name == "python:tests.make_net"
     assert prep.model_factory is make_net
+
+
+def test_a_resume_searches_the_search_own_copy_of_an_edited_space(tmp_path) -> None:
+    from tricksearch.spaces import load_space
+    from tricksearch.tuning._prepare import SPACE_COPY
+
+    run = tmp_path / "run"
+    run.mkdir()
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text("include: [label_smoothing]\n")
+    (run / SPACE_COPY).write_text(load_space(str(space_file)).dumps())
+    space_file.write_text("include: [label_smoothing, mixup]\n")  # edited after the start
+    config = SearchConfig(space=str(space_file), out=str(run), trials=2, epochs=1)
+    resumed = prepare(config, resume=True)
+    assert resumed.space.tricks_included() == ["label_smoothing"]
+    assert any("has changed since this search started" in n for n in resumed.notes)
+    fresh = prepare(config)
+    assert set(fresh.space.tricks_included()) == {"label_smoothing", "mixup"}
+    assert not any("has changed" in n for n in fresh.notes)

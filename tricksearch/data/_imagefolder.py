@@ -126,19 +126,22 @@ class _Decoded:
     skipped: list[str] = field(default_factory=list)
     any_color: bool = False
     size: tuple[int, int] | None = None  # (W, H), PIL's order
+    resized: int = 0  # images whose size was not ``size``
 
 
-def _decode(file: Path, size: tuple[int, int] | None) -> tuple[np.ndarray, bool]:
-    """One image as a ``uint8`` array (HxW grey or HxWx3 RGB), resized to ``size`` if given."""
+def _decode(file: Path, size: tuple[int, int] | None) -> tuple[np.ndarray, bool, bool]:
+    """One image as a ``uint8`` array (HxW grey or HxWx3 RGB), resized to ``size`` if given;
+    whether it was grey, and whether it was resized."""
     from PIL import Image
 
     with Image.open(file) as img:
         img.load()
         gray = img.mode in _GRAY_MODES
         img = img.convert("L" if gray else "RGB")
-        if size is not None and img.size != size:
+        resized = size is not None and img.size != size
+        if resized:
             img = img.resize(size, Image.Resampling.BILINEAR)
-        return np.asarray(img, dtype=np.uint8), gray
+        return np.asarray(img, dtype=np.uint8), gray, resized
 
 
 def _decode_all(found: _Found, size: tuple[int, int] | None, skip: bool, label: str) -> _Decoded:
@@ -150,7 +153,7 @@ def _decode_all(found: _Found, size: tuple[int, int] | None, skip: bool, label: 
     for part, samples in found.files.items():
         for file, cls in samples:
             try:
-                arr, gray = _decode(file, out.size)
+                arr, gray, resized = _decode(file, out.size)
             except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
                 if not skip:
                     raise DataError(
@@ -161,6 +164,7 @@ def _decode_all(found: _Found, size: tuple[int, int] | None, skip: bool, label: 
                 continue
             if out.size is None:
                 out.size = (arr.shape[1], arr.shape[0])
+            out.resized += resized
             out.any_color = out.any_color or not gray
             out.arrays[part].append(arr)
             out.labels[part].append(index[cls])
@@ -214,6 +218,13 @@ def read_imagefolder(
         "skipped_files": dec.skipped,
         "n_skipped": len(dec.skipped),
     }
+    if dec.resized:
+        n = sum(len(a) for a in dec.arrays.values())
+        first = "the size of the first image" if image_size is None else "image_size"
+        info["notes"] = [
+            f"{label}: {dec.resized} of {n} images were resized to {dec.size[0]}x{dec.size[1]} "
+            f"({first}); the images differ in size"
+        ]
     has_test = bool(found.layout["test"])
     if has_test:
         info["test_folder"] = str(found.layout["test"][0])

@@ -82,12 +82,18 @@ def read_npz(path: str) -> RawDataset:
         classes, (y, y_test) = remap_labels(y, y_test)
     else:
         classes, (y,) = remap_labels(y)
+    info: dict[str, Any] = {"source": str(file)}
+    if classes != [str(i) for i in range(len(classes))]:
+        info["notes"] = [
+            f"{label}: labels {{{', '.join(classes)}}} renumbered 0..{len(classes) - 1} in sorted "
+            "order (the class names keep the original values)"
+        ]
     return RawDataset(
         x=x,
         y=y,
         x_test=x_test,
         y_test=y_test,
         classes=classes,
-        info={"source": str(file)},
+        info=info,
         kind=kind,
     )

@@ -66,12 +66,14 @@ class Prepared:
     space: SearchSpace
     device: str
     preflight_line: str = ""
+    resume_notes: tuple[str, ...] = ()
 
     @property
     def notes(self) -> list[str]:
-        """What the user should know before the search starts: what the space left out and why,
-        image files that could not be read."""
-        notes = list(self.space.notes)
+        """What the user should know before the search starts: a space file edited since a
+        resumed search started, what the data reader changed (images resized, labels
+        renumbered), what the space left out and why, image files that could not be read."""
+        notes = [*self.resume_notes, *self.data.info.get("notes", []), *self.space.notes]
         if self.data.info.get("n_skipped"):
             notes.append(
                 f"skipped {self.data.info['n_skipped']} unreadable image file(s), e.g. "
@@ -80,15 +82,21 @@ class Prepared:
         return notes
 
 
+#: The search's own copy of its space, in the run folder: a resume searches the same space even
+#: when the space file was edited since (Optuna refuses a changed distribution mid-study).
+SPACE_COPY = "space.yaml"
+
+
 def prepare(
     config: SearchConfig,
     *,
     data: DatasetSplits | None = None,
     model_factory: Callable[..., nn.Module] | None = None,
+    resume: bool = False,
 ) -> Prepared:
-    """Check and load everything a search needs, without Ray; ``config`` is not changed."""
+    """Check and load everything a search needs, without Ray; ``config`` is not changed. On
+    ``resume`` the space is the run folder's copy (:data:`SPACE_COPY`) when there is one."""
     from tricksearch.api import for_data
-    from tricksearch.spaces import load_space
     from tricksearch.tuning._preflight import preflight
     from tricksearch.tuning._searcher import make_sampler
 
@@ -104,9 +112,9 @@ def prepare(
     device = "cuda" if config.gpus_per_trial > 0 else "cpu"
     _check_local_gpu(config)
     traits = model_traits_for(base, data, model_factory)
+    space, resume_notes = _space_to_search(config, resume)
     space = (
-        load_space(config.space)
-        .for_model(traits)
+        space.for_model(traits)
         .for_device(device)
         .for_data(data.kind, data.image_size if data.kind == "image" else None)
         .with_budget_points(lr=base.budget.lr, batch_size=base.budget.batch_size)
@@ -123,7 +131,29 @@ def prepare(
         space=checked.space,
         device=device,
         preflight_line=checked.line,
+        resume_notes=tuple(resume_notes),
     )
+
+
+def _space_to_search(config: SearchConfig, resume: bool) -> tuple[SearchSpace, list[str]]:
+    """The space as the user gave it; on resume the run folder's copy of it, with a note when
+    the space file has been edited since the search started."""
+    from tricksearch.spaces import load_space
+
+    copy = Path(config.out).resolve() / SPACE_COPY
+    if not (resume and copy.is_file()):
+        return load_space(config.space), []
+    kept = load_space(str(copy))
+    try:
+        changed = load_space(config.space).dumps() != kept.dumps()
+    except Exception:  # the file is gone or broken now: the copy is all there is
+        changed = True
+    if not changed:
+        return kept, []
+    return kept, [
+        f"the space {config.space!r} has changed since this search started; the resume "
+        f"searches the search's own copy ({copy})"
+    ]
 
 
 def _check_local_gpu(config: SearchConfig) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from tricksearch.errors import ConfigError
+from tricksearch.spaces import load_space
 from tricksearch.tuning._artifacts import (
     Timings,
     closing_lines,
@@ -42,7 +43,7 @@ from tricksearch.tuning._config import SearchConfig
 from tricksearch.tuning._console import say
 from tricksearch.tuning._decide import decide
 from tricksearch.tuning._failures import failure_lines
-from tricksearch.tuning._prepare import Prepared, prepare, resume_hint
+from tricksearch.tuning._prepare import SPACE_COPY, Prepared, prepare, resume_hint
 from tricksearch.tuning._result import SearchFailed, SearchInterrupted, SearchResult
 from tricksearch.tuning._session import (
     RaySession,
@@ -90,7 +91,7 @@ def run_search(
             f"`{resume_hint(config)}` or choose another --out."
         )
     _check_out(run_dir)  # before anything is loaded or trained
-    prep = prepare(config, data=data, model_factory=model_factory)
+    prep = prepare(config, data=data, model_factory=model_factory, resume=resume)
     config = prep.config
     stream: IO[str] | None = None if quiet else sys.stdout
     for note in prep.notes:
@@ -158,6 +159,7 @@ def _search_in_ray(prep: Prepared, job: TuneJob, *, quiet: bool) -> SearchResult
         out = stack.enter_context(open(os.devnull, "w")) if quiet else session.console
         if not job.resume:  # Ray is up and has the resources: from here on, resumable
             config.save(run_dir / "search.json")
+            (run_dir / SPACE_COPY).write_text(load_space(config.space).dumps())
         tune_seconds = 0.0
         if job.remaining > 0:
             say(
