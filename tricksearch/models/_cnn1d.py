@@ -19,6 +19,7 @@ from tricksearch.models._layers import (
     ACTIVATIONS,
     COMMON_OPTIONS,
     OptionReader,
+    PooledClassifier,
     make_activation,
     read_norm,
 )
@@ -32,7 +33,7 @@ CNN1D_OPTIONS: dict[str, str] = {
 }
 
 
-class Cnn1d(nn.Module):
+class Cnn1d(PooledClassifier):
     """Three Conv1d-norm-activation blocks, max-pool after the first two, global average pool.
 
     Built for signals of ``in_channels`` channels and ``length`` samples; the global pool makes
@@ -65,17 +66,7 @@ class Cnn1d(nn.Module):
                 length //= 2
             prev = ch
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool1d(1)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.fc = nn.Linear(prev, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv1d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    @property
-    def classifier(self) -> nn.Linear:
-        """The final ``nn.Linear`` (same module as ``fc``)."""
-        return self.fc
+        self._make_head(prev, num_classes, dropout, dims=1)
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits ``[B, num_classes]`` for signals ``[B, C, L]``."""

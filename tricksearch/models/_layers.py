@@ -197,12 +197,13 @@ class PooledClassifier(nn.Module):
     """Base of the built-in conv nets: a global-average-pool head (``pool``, ``dropout``, ``fc``),
     Kaiming-initialised convolutions, and ``classifier`` pointing at ``fc``."""
 
-    def _make_head(self, in_ch: int, num_classes: int, dropout: float) -> None:
-        self.pool = nn.AdaptiveAvgPool2d(1)
+    def _make_head(self, in_ch: int, num_classes: int, dropout: float, dims: int = 2) -> None:
+        """The head after ``in_ch`` feature channels; ``dims``: 2 for images, 1 for signals."""
+        self.pool = nn.AdaptiveAvgPool2d(1) if dims == 2 else nn.AdaptiveAvgPool1d(1)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(in_ch, num_classes)
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, (nn.Conv1d, nn.Conv2d)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     @property
