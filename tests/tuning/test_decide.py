@@ -161,3 +161,12 @@ def test_a_space_that_fixes_a_trick_on_has_no_baseline_trial(monkeypatch) -> Non
     decision = decide(prep, None, records, None, None)
     assert decision.candidates == ["trial 0"] and decision.selection.verdict == WORSE
     assert decision.winner["label"] == BASELINE
+
+
+def test_one_seed_cannot_show_a_gain_and_says_so(monkeypatch) -> None:
+    _plant(monkeypatch, {"mixup": 0.2})
+    decision = decide(_prep(seeds=1, minimal=False), None, RECORDS, None, None)
+    assert decision.winner["label"] == BASELINE and decision.selection.low is None
+    data = SimpleNamespace(y_val=[0] * 600, y_test=[0] * 600)
+    lines = verdict_lines(evidence_summary(decision, "val_acc", data))
+    assert any("with one seed there is no interval" in line for line in lines)

@@ -158,6 +158,11 @@ def verdict_lines(summary: Mapping[str, Any]) -> list[str]:
             f"winner's {len(full['tricks'])}; dropped {', '.join(minimal['removed'])} (no "
             f"difference beyond noise on val); the full winner: test acc {_ms(full)}"
         )
+    if len(summary.get("seeds") or []) < 2:
+        lines.append(
+            "  note: with one seed there is no interval, so no gain can be shown beyond noise "
+            "and the baseline stays the recipe; use --seeds 3 (or auto)"
+        )
     small = summary.get("small_data")
     if small:
         lines.append(
