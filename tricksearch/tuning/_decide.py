@@ -56,12 +56,12 @@ class Trainer:
     def train(self, recipes: Mapping[str, Recipe], seeds: Sequence[int]) -> None:
         """Train every recipe with every seed that it has no result for yet."""
         jobs: list[RetrainJob] = []
+        planned = set(self.results)
         for label, recipe in recipes.items():
             key = recipe.dumps("json")
             for seed in seeds:
-                if (key, seed) not in self.results and not any(
-                    j.seed == seed and j.recipe == recipe.to_dict() for j in jobs
-                ):
+                if (key, seed) not in planned:
+                    planned.add((key, seed))
                     jobs.append(RetrainJob(label, recipe.to_dict(), seed))
         if not jobs:
             return

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from tricksearch.tuning._candidates import evidence
 from tricksearch.tuning._decide import Decision
-from tricksearch.tuning._verdict import METHOD, NOT_DISTINGUISHABLE, detectable_gain
+from tricksearch.tuning._verdict import METHOD, NOT_DISTINGUISHABLE, Verdict, detectable_gain
 
 if TYPE_CHECKING:
     from tricksearch.data import DatasetSplits
@@ -109,11 +109,8 @@ def small_data(
 
 
 def _interval(v: Mapping[str, Any]) -> str:
-    n = v.get("n", 0)
-    seeds = f"{n} seed{'s' if n != 1 else ''}"
-    if v.get("low") is None:
-        return f"{v['gain']:+.4f} (no interval with {seeds})"
-    return f"{v['gain']:+.4f} (95 % CI {v['low']:+.4f} … {v['high']:+.4f}, paired t, {seeds})"
+    """A stored verdict (``Verdict.to_dict``) as ``Verdict.interval_text`` writes it."""
+    return Verdict(**v).interval_text()
 
 
 def _ms(ev: Mapping[str, Any], split: str = "test") -> str:

@@ -91,6 +91,8 @@ def preflight(
     """
     import torch
 
+    from tricksearch.api import torch_threads
+
     t0 = time.perf_counter()
     here = device
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -98,7 +100,9 @@ def preflight(
     tried = space if here == device else space.for_device(here)
     small = tiny_splits(data)
     probe = _probe_recipe(base, len(small.y_train))
-    with _throwaway_cache(), _one_thread():
+    # One torch thread: batches of 16 gain nothing from more, and on a busy machine the threads'
+    # spinning made the pre-flight 20 times slower (2.6 s instead of 0.1 s).
+    with _throwaway_cache(), torch_threads(1):
         failure = _try(probe, small, model_factory, here)
         if failure is not None:
             label = base.model.name if model_factory is None else _label(model_factory)
@@ -228,20 +232,6 @@ def _label(factory: Callable[..., nn.Module]) -> str:
     from tricksearch.models import python_model_name
 
     return python_model_name(factory)
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Torch on one CPU thread: batches of 16 gain nothing from more, and on a busy machine the
-    threads' spinning made the pre-flight 20 times slower (2.6 s instead of 0.1 s)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @contextlib.contextmanager

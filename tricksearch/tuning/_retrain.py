@@ -11,6 +11,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from tricksearch.tuning._config import SearchConfig
 from tricksearch.tuning._console import say
+from tricksearch.tuning._failures import cause_line
 
 if TYPE_CHECKING:
     from tricksearch.recipe import Recipe
@@ -93,8 +94,7 @@ def run_jobs(
         label, _, seed = jobs[i]
         if isinstance(res, Exception):  # a candidate that raises is out, not the search
             cause = getattr(res, "cause", None) or res  # a Ray task error wraps the user's
-            first = (str(cause).strip().splitlines() or [""])[0]
-            res = {"seed": seed, "error": f"{type(cause).__name__}: {first}"}
+            res = {"seed": seed, "error": cause_line(cause)}
         res["label"] = label
         results.append(res)
         score = f"val_acc {res['val_acc']:.4f}" if "val_acc" in res else "failed"

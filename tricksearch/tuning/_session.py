@@ -35,18 +35,6 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _keep_sigterm_handler() -> None:
-    """``ray.init`` installs its own SIGTERM handler (it exits at once, printing nothing): put
-    ours back when :func:`sigterm_as_interrupt` had installed it, so ``timeout``, Slurm and
-    Kubernetes stop a search as cleanly as Ctrl-C does."""
-    with contextlib.suppress(ValueError):  # not the main thread: nothing was installed
-        if signal.getsignal(signal.SIGTERM) is not _interrupt and _installed:
-            signal.signal(signal.SIGTERM, _interrupt)
-
-
-_installed: list[bool] = []  # non-empty while sigterm_as_interrupt is active
-
-
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM like Ctrl-C so a killed search still closes cleanly and can be resumed."""
@@ -56,12 +44,23 @@ def sigterm_as_interrupt() -> Iterator[None]:
     except ValueError:  # not the main thread
         yield
         return
-    _installed.append(True)
     try:
         yield
     finally:
-        _installed.pop()
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _sigterm_kept() -> Iterator[None]:
+    """``ray.init`` installs its own SIGTERM handler (it exits at once, printing nothing): the
+    handler in place before it (:func:`sigterm_as_interrupt`'s during a search) is put back, so
+    ``timeout``, Slurm and Kubernetes stop a search as cleanly as Ctrl-C does."""
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError, TypeError):  # not the main thread / not Python's
+            signal.signal(signal.SIGTERM, before)
 
 
 #: The lock file of a run folder: held (``flock``) by the search running in it, with its pid.
@@ -112,9 +111,9 @@ def ray_session(config: SearchConfig, run_dir: Path) -> Iterator[RaySession]:
         started = False
         t0 = time.monotonic()
         if not ray.is_initialized():
-            _init(config, run_dir)
+            with _sigterm_kept():
+                _init(config, run_dir)
             started = True
-            _keep_sigterm_handler()
         start_seconds = time.monotonic() - t0
         try:
             yield RaySession(check_resources(config), console, start_seconds)

@@ -94,6 +94,7 @@ def retrain_one(recipe_dict: dict[str, Any], seed: int, ctx: TrialContext) -> di
     folds (``folds`` keeps each fold's)."""
     from tricksearch.data import cv_fold
     from tricksearch.engine import TrainingDiverged, fit
+    from tricksearch.tuning._failures import cause_line
 
     recipe = Recipe.from_dict(recipe_dict)
     recipe = recipe.with_changes(budget=recipe.budget.to_dict() | {"seed": seed})
@@ -112,7 +113,7 @@ def retrain_one(recipe_dict: dict[str, Any], seed: int, ctx: TrialContext) -> di
                 recipe, model=ctx.model_factory, data=part, device=ctx.device, evaluate_test=True
             )
         except TrainingDiverged as exc:
-            return {"seed": seed, "error": f"TrainingDiverged: {exc}"}
+            return {"seed": seed, "error": cause_line(exc)}
         metrics.append({k: getattr(result, k) for k in _METRICS})
         seconds, epochs = seconds + result.seconds, len(result.history)
     out: dict[str, Any] = {"seed": seed}

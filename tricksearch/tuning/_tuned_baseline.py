@@ -87,32 +87,26 @@ def _run_batch(
     size: int,
     out: IO[str] | None,
 ) -> None:
-    """Ask ``size`` trials, train them in parallel at the full budget, tell their val score."""
+    """Ask ``size`` trials, train them in parallel at the full budget (the retraining's
+    ``run_jobs``), tell their val score; a training that failed is told FAIL."""
     from optuna.trial import TrialState
 
-    from tricksearch.tuning._parallel import map_tasks
-    from tricksearch.tuning._trainable import retrain_one
+    from tricksearch.tuning._retrain import RetrainJob, run_jobs
 
     config = prep.config
-    trials = [study.ask() for _ in range(size)]
-    for trial in trials:
+    trials = {f"tuned baseline trial {t.number}": t for t in (study.ask() for _ in range(size))}
+    for trial in trials.values():
         space(trial)
-    jobs = [(space.to_recipe(prep.base, t.params).to_dict(), config.seed) for t in trials]
-    for i, res in map_tasks(
-        retrain_one,
-        jobs,
-        num_cpus=config.cpus_per_trial,
-        num_gpus=config.gpus_per_trial,
-        shared=ctx,
-    ):
-        trial = trials[i]
-        value = None if isinstance(res, Exception) else res.get(config.metric)
+    jobs = [
+        RetrainJob(label, space.to_recipe(prep.base, t.params).to_dict(), config.seed)
+        for label, t in trials.items()
+    ]
+    for res in run_jobs(jobs, ctx, config, out):
+        value = res.get(config.metric)
         if value is None:
-            study.tell(trial, state=TrialState.FAIL)
-            say(out, f"  tuned baseline trial {trial.number}: failed")
+            study.tell(trials[res["label"]], state=TrialState.FAIL)
         else:
-            study.tell(trial, float(value))
-            say(out, f"  tuned baseline trial {trial.number}: {config.metric} {value:.4f}")
+            study.tell(trials[res["label"]], float(value))
 
 
 def _close_interrupted(study: optuna.Study) -> None:
