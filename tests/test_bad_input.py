@@ -63,7 +63,8 @@ def test_resume_refuses_options_it_would_ignore(cli, tmp_path) -> None:
     code, _, err = cli("search", "--resume", str(run), "--epochs", "20", "--lr", "0.1")
     line = _one_line(err)
     assert code == 2 and "--epochs, --lr cannot change a search being resumed" in line
-    assert "only --trials N runs more trials" in line
+    assert "only --trials N (runs more trials)" in line
+    assert "--trial-timeout" in line and "--max-retries" in line
     code, _, err = cli("search", "--resume", str(run), "--trials", "4")
     line = _one_line(err)
     assert code == 2 and "trials: got 4" in line and "expected at least 8" in line
@@ -108,3 +109,35 @@ def test_what_the_readers_change_is_said(tmp_path) -> None:
     data = load_dataset(f"npz:{tmp_path / 'd.npz'}")
     assert data.classes == ["3", "7"]
     assert "labels {3, 7} renumbered 0..1 in sorted order" in data.info["notes"][0]
+
+
+def test_resume_applies_the_trial_timeout_and_the_retries(tmp_path, monkeypatch) -> None:
+    from tricksearch.tuning import cli as tuning_cli
+
+    run = tmp_path / "run"
+    run.mkdir()
+    SearchConfig(trials=8, epochs=3, out=str(run)).save(run / "search.json")
+    parser = __import__("tricksearch.cli", fromlist=["build_parser"]).build_parser()
+    args = parser.parse_args(
+        ["search", "--resume", str(run), "--trial-timeout", "90", "--max-retries", "0"]
+    )
+    config = tuning_cli._resumed(args)
+    assert (config.trial_timeout, config.max_retries, config.trials) == (90.0, 0, 8)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--max-retries", "-1", "--max-retries: got -1"),
+        ("--trial-timeout", "0", "--trial-timeout: got 0"),
+        ("--trial-timeout", "soon", "--trial-timeout: got 'soon'"),
+    ],
+)
+def test_fault_options_take_only_sensible_values(capsys, tmp_path, flag, value, expected) -> None:
+    from tricksearch.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["search", flag, value, "--out", str(tmp_path / "run")])
+    line = _one_line(capsys.readouterr().err)
+    assert exc.value.code == 2 and expected in line, line
+    assert not (tmp_path / "run").exists()

@@ -83,9 +83,7 @@ def test_results_written_and_read_back_for_a_resume(tmp_path) -> None:
         candidates=["trial 0"],
     )
     data = SimpleNamespace(y_val=[0] * 1000, y_test=[0] * 1000)
-    summary = search_summary(
-        config, RECORDS, decision, data, timings=Timings(12.345, 1.0), slots=2
-    )
+    summary = search_summary(config, RECORDS, decision, data, timings=Timings(12.345, 1.0), slots=2)
     assert summary["search"]["candidates"] == ["trial 0"]
     assert summary["search"]["trials"]["stopped"] == 1 and summary["search"]["trial_epochs"] == 3
     assert summary["search"]["seconds"] == 12.3 and summary["search"]["tune_seconds"] == 0.0

@@ -170,3 +170,34 @@ def test_one_seed_cannot_show_a_gain_and_says_so(monkeypatch) -> None:
     data = SimpleNamespace(y_val=[0] * 600, y_test=[0] * 600)
     lines = verdict_lines(evidence_summary(decision, "val_acc", data))
     assert any("with one seed there is no interval" in line for line in lines)
+
+
+def test_no_recipe_is_exported_when_the_baseline_cannot_be_retrained(monkeypatch) -> None:
+    """A leader with a gain against a baseline that never trained would read "gain +nan": the
+    search fails in one line with the baseline's cause instead (and keeps the study)."""
+    from pathlib import Path
+
+    from tricksearch.tuning._result import SearchFailed
+
+    ran = _plant(monkeypatch, {"mixup": 0.06})
+    planted = _decide.run_jobs
+
+    def baseline_fails(jobs, ctx, config, out):
+        results = planted(jobs, ctx, config, out)
+        for row in results:
+            if not Recipe.from_dict(
+                next(j for j in jobs if j.label == row["label"]).recipe
+            ).tricks_on():
+                row.pop("val_acc"), row.pop("test_acc")
+                row["error"] = "ModuleNotFoundError: No module named 'tricksearch'"
+        return results
+
+    monkeypatch.setattr(_decide, "run_jobs", baseline_fails)
+    prep = _prep()
+    prep.run_dir = Path("/runs/x")
+    with pytest.raises(SearchFailed) as err:
+        decide(prep, None, RECORDS, None, None)
+    message = str(err.value)
+    assert message.startswith("the baseline failed when retrained (ModuleNotFoundError: No module")
+    assert "no recipe was written" in message and "/runs/x/study.db" in message
+    assert "\n" not in message and ran  # the candidates were trained: the failure is the baseline's

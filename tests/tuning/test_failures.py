@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import ray.cloudpickle
@@ -129,6 +130,7 @@ class _FailedRayTrial:
         self.error_file = str(local / "error.txt")
         self.pickled_error_file = str(local / "error.pkl")
         self.path = str(folder / "run" / "ray" / trial_id)  # the storage path
+        self.run_metadata = SimpleNamespace(num_failures=1)  # failed once: no retry left
         if exc is not None:
             Path(self.pickled_error_file).write_bytes(ray.cloudpickle.dumps(exc))
 

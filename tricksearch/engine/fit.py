@@ -24,6 +24,7 @@ from torch.optim.swa_utils import AveragedModel
 from tricksearch.components import Components, build, model_options
 from tricksearch.data import DatasetSplits, load_dataset, reconcile_kind
 from tricksearch.data.loader import DeviceLoader, StreamingLoader, make_loader, to_float
+from tricksearch.engine import state
 from tricksearch.engine.teacher import get_teacher
 from tricksearch.errors import ConfigError, ConfigTypeError
 from tricksearch.models import build_model
@@ -228,6 +229,8 @@ def fit(
     evaluate_test: bool = False,
     teacher: nn.Module | None = None,
     max_device_bytes: int | None = None,
+    on_state: Callable[[EpochMetrics, dict[str, Any]], object] | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train ``model`` (default: the recipe's) on ``data`` (default: the recipe's) per the recipe.
 
@@ -236,6 +239,10 @@ def fit(
     Raises :class:`TrainingDiverged` when the loss becomes NaN/inf. ``max_device_bytes`` caps the
     size of a train split kept on the device (larger ones stream through a DataLoader-style path).
     A recipe made for another data kind (``data.kind: signal`` given images) is refused.
+
+    ``on_state(metrics, state)`` is called after every epoch (after ``on_epoch``) with the
+    training state (:mod:`tricksearch.engine.state`); ``fit(..., resume=state)`` goes on after
+    that epoch with the same numbers as a training that was never interrupted.
     """
     if not isinstance(recipe, Recipe):
         raise ConfigTypeError(f"recipe: got {type(recipe).__name__}, expected a Recipe.")
@@ -247,8 +254,11 @@ def fit(
     snapshots: list[nn.Module] = []
     history: list[EpochMetrics] = []
     images = 0
+    if resume is not None:
+        done, snapshots, images = state.restore(run, resume)
+        history = [EpochMetrics(**m) for m in done]
     t_start = time.perf_counter()
-    for epoch in range(recipe.budget.epochs):
+    for epoch in range(len(history), recipe.budget.epochs):
         t0 = time.perf_counter()
         train_loss, correct, seen, lr = _train_epoch(run, epoch)
         images += seen
@@ -272,6 +282,8 @@ def fit(
         history.append(metrics)
         if on_epoch is not None:
             on_epoch(metrics)
+        if on_state is not None:
+            on_state(metrics, state.capture(run, history, snapshots, images))
     return _result(run, history, snapshots, evaluate_test, images, t_start)
 
 

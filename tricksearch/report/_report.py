@@ -3,8 +3,11 @@
 Reads ``study.db`` (the Optuna study ``"tricksearch"``), and when present ``search.json``,
 ``results.json``, ``best_recipe.yaml`` and ``ablation.json``; writes ``report.md``,
 ``history.png``, ``importance.png`` (when importance can be computed), ``ablation.png`` (when an
-ablation was run) and ``recipe_vs_baseline.png`` (when the recipe carries its evidence). Called at
-the end of every search and by ``tricksearch report RUN_DIR``.
+ablation was run), ``recipe_vs_baseline.png`` (when the recipe carries its evidence),
+``learning_curves.png`` (when results.json holds the retrainings' curves),
+``parallel_coordinate.png`` and ``slice.png`` (Optuna's own figures, from 2 finished trials), and
+``report.html``: the same report in one self-contained file. Called at the end of every search and
+by ``tricksearch report RUN_DIR``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from tricksearch.errors import ConfigError, TricksearchError
 from tricksearch.recipe import Recipe, load_recipe
+from tricksearch.report import _curves, _optuna_figures
+from tricksearch.report._html import write_html
 from tricksearch.report._importance import trick_importance
 from tricksearch.report._plots import TrialPoint, plot_ablation, plot_recipe_vs_baseline
 from tricksearch.report._report_study import (
@@ -35,7 +40,14 @@ if TYPE_CHECKING:  # optuna is imported by load_study, when a report is written
 __all__ = ["write_report"]
 
 #: The figures a report may draw; those not drawn this time are removed from the run folder.
-_FIGURES = ("history.png", "importance.png", "ablation.png", "recipe_vs_baseline.png")
+_FIGURES = (
+    "history.png",
+    "importance.png",
+    "ablation.png",
+    "recipe_vs_baseline.png",
+    _curves.FIGURE,
+    *_optuna_figures.FIGURES.values(),
+)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -97,7 +109,8 @@ def _read_run(run_dir: Path) -> _Run:
 
 
 def write_report(run_dir: str | Path) -> Path:
-    """Write ``RUN_DIR/report.md`` and its PNG figures; return the path of ``report.md``.
+    """Write ``RUN_DIR/report.md``, its PNG figures and ``RUN_DIR/report.html`` (the same, one
+    self-contained file); return the path of ``report.md``.
 
     Raises :class:`~tricksearch.errors.ConfigError` when the folder or its study is missing.
     """
@@ -110,12 +123,13 @@ def write_report(run_dir: str | Path) -> Path:
     md += _recipe_section(run)
     md += _evidence_section(run, written)
     md += _candidates(run.results)
+    md += _curves.curves_section(run.results, run.dir, written)
     md += history_section(run.points, run.dir, written, maximize=run.maximize, metric=run.metric)
     md += top_trials(run.trials, run.maximize, run.metric)
     md += failures_section(run.trials)
-    md += importance_section(
-        trick_importance(run.study, recipe=run.recipe), run.dir, written, run.metric
-    )
+    imp = trick_importance(run.study, recipe=run.recipe)
+    md += importance_section(imp, run.dir, written, run.metric)
+    md += _optuna_figures.optuna_section(run.study, imp, run.dir, written, run.metric)
     md += _ablation_section(run.dir, run.recipe, written)
     md += _cost_section(run)
     md += _explore_section(run)
@@ -124,6 +138,7 @@ def write_report(run_dir: str | Path) -> Path:
             (run.dir / name).unlink(missing_ok=True)
     path = run.dir / "report.md"
     path.write_text("\n".join(md).rstrip() + "\n")
+    write_html(path)
     return path
 
 
@@ -361,7 +376,8 @@ def _explore_section(run: _Run) -> list[str]:
         "",
         "```",
         "pip install 'tricksearch[dashboard]'",
-        f"optuna-dashboard sqlite:///{(run.dir / 'study.db').resolve()}",
+        f"tricksearch dashboard {run.dir.resolve()}",
+        f"optuna-dashboard sqlite:///{(run.dir / 'study.db').resolve()}   # the same",
         "```",
         "",
         f"The study is named `{STUDY_NAME}`; its parameters are the flat keys "

@@ -1,4 +1,4 @@
-"""CLI commands of the report package: ``ablate``, ``report``, ``export``, ``show``.
+"""CLI commands of the report package: ``ablate``, ``report``, ``dashboard``, ``export``, ``show``.
 
 Each command imports the report module it runs when it runs, so that listing the commands and
 their options imports no torch, ray or optuna.
@@ -77,10 +77,58 @@ def _add_report(p: argparse.ArgumentParser) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from tricksearch.report._html import HTML_NAME
     from tricksearch.report._report import write_report
 
     path = write_report(Path(args.run_dir))
     print(f"wrote {path}")
+    print(f"wrote {path.with_name(HTML_NAME)} (the same, one self-contained file)")
+    return 0
+
+
+# --- dashboard ---------------------------------------------------------------------------------
+def _add_dashboard(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of a search")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    p.add_argument(
+        "--port", type=positive_int, default=8080, help="port to listen on (default: %(default)s)"
+    )
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    db = run_dir / "study.db"
+    if not run_dir.is_dir():
+        raise ConfigError(
+            f"dashboard: no run folder at {str(run_dir)!r}; expected the --out folder of a "
+            "`tricksearch search`."
+        )
+    if not db.is_file():
+        raise ConfigError(
+            f"dashboard: no study at {str(db)!r}; expected the Optuna SQLite study that "
+            f"`tricksearch search --out {run_dir}` writes."
+        )
+    try:
+        import optuna_dashboard
+    except ImportError:
+        raise ConfigError(
+            "dashboard: optuna-dashboard is not installed: pip install 'tricksearch[dashboard]'"
+        ) from None
+    storage = f"sqlite:///{db.resolve()}"
+    print(
+        f"optuna-dashboard on {storage} at http://{args.host}:{args.port}/ (Ctrl-C stops it)",
+        flush=True,
+    )
+    try:
+        optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    except OSError as exc:  # the port is taken, the address is not this machine's …
+        raise ConfigError(
+            f"dashboard: cannot serve on {args.host}:{args.port} ({exc.strerror or exc})."
+        ) from None
+    except KeyboardInterrupt:
+        print("dashboard stopped.")
     return 0
 
 
@@ -146,9 +194,16 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "report",
-        "write RUN_DIR/report.md with history, importance, ablation and cost figures",
+        "write RUN_DIR/report.md and report.html: history, importance, learning curves, "
+        "ablation and cost",
         run_report,
         _add_report,
+    ),
+    Command(
+        "dashboard",
+        "open the search's Optuna study in optuna-dashboard (pip install 'tricksearch[dashboard]')",
+        run_dashboard,
+        _add_dashboard,
     ),
     Command(
         "export",

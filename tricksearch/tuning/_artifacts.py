@@ -34,6 +34,7 @@ __all__ = [
     "OUTCOMES",
     "Timings",
     "closing_lines",
+    "faults_line",
     "nothing_usable",
     "outcome_counts",
     "save_outcome",
@@ -59,6 +60,22 @@ class Timings:
     seconds: float
     ray_start_seconds: float = 0.0
     tune_seconds: float = 0.0
+    retries: int = 0  # trials restarted from a checkpoint after a lost worker or node
+    checkpoint_peak_bytes: int = 0  # the most the trials' checkpoints held on disk at once
+
+
+def faults_line(retries: int, peak_bytes: int) -> str:
+    """What the trials' checkpoints cost and bought: the disk they held at most, the restarts."""
+    restarts = (
+        "no trial lost its worker"
+        if not retries
+        else f"{retries} restart{'s' if retries != 1 else ''} after a lost worker, each from "
+        "the trial's last checkpoint"
+    )
+    return (
+        f"checkpoints: at most {peak_bytes / 2**20:.1f} MiB on disk at once (each trial's are "
+        f"deleted when it ends); {restarts}"
+    )
 
 
 # --- the trials ---------------------------------------------------------------------------------
@@ -161,6 +178,8 @@ def search_summary(
             "seconds": round(timings.seconds, 1),
             "ray_start_seconds": round(timings.ray_start_seconds, 2),
             "tune_seconds": round(timings.tune_seconds, 2),
+            "retries": timings.retries,
+            "checkpoint_peak_bytes": timings.checkpoint_peak_bytes,
             "slots": slots,
             "trial_train_seconds": round(sum(r.train_seconds for r in records), 2),
         },
@@ -200,6 +219,7 @@ def save_outcome(
             "tricks": sorted(c["recipe"].tricks_on()),
             "val": [r.get(config.metric) for r in c["rows"]],
             "seeds": [r["seed"] for r in c["rows"]],
+            "curves": [r.get("curve") for r in c["rows"]],  # val after each epoch, per seed
             "errors": [r["error"] for r in c["rows"] if "error" in r],
         }
         for c in decision.table
@@ -251,7 +271,12 @@ def _write_report(run_dir: Path, out: IO[str] | None) -> None:
         return
     try:
         path = write_report(run_dir)
-        say(out, f"report: {path}")
+        html = path.with_suffix(".html")
+        say(
+            out,
+            f"report: {path}"
+            + (f" (one file to open in a browser: {html})" if html.exists() else ""),
+        )
     except Exception as exc:  # the recipe is already safe on disk; a report bug must not lose it
         logger.exception("report failed")
         say(

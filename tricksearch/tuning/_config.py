@@ -9,7 +9,7 @@ from typing import Any
 
 from tricksearch.errors import ConfigError, ConfigTypeError, read_text_file
 
-__all__ = ["METRICS", "SAMPLERS", "SearchConfig"]
+__all__ = ["METRICS", "SAMPLERS", "TRACKERS", "SearchConfig"]
 
 #: Samplers offered by ``--sampler``, with the extra package each needs (None: none).
 SAMPLERS: dict[str, str | None] = {
@@ -19,6 +19,12 @@ SAMPLERS: dict[str, str | None] = {
     "gp": "scipy",
     "qmc": "scipy",
     "nsga2": None,
+}
+#: Trackers offered by ``--track``: the package each writes with, and how to install it.
+TRACKERS: dict[str, tuple[str, str]] = {
+    "tensorboard": ("tensorboardX", "pip install tensorboardX"),  # comes with ray[tune]
+    "mlflow": ("mlflow", "pip install 'tricksearch[mlflow]'"),
+    "wandb": ("wandb", "pip install 'tricksearch[wandb]'"),
 }
 #: Metrics a search may optimise, with their direction.
 METRICS: dict[str, str] = {"val_acc": "max", "val_loss": "min"}
@@ -46,6 +52,8 @@ class SearchConfig:
     gpus_per_trial: float = 0.0
     max_concurrent: int | None = None
     time_budget: float | None = None
+    trial_timeout: float | None = None  # seconds one trial may run; then it fails ("timeout")
+    max_retries: int = 2  # restarts of a trial whose worker or node died (from its checkpoint)
     top_k: int = 3
     seeds: int | str = 3  # or "auto": race seeds until the verdict is decided (max_seeds at most)
     max_seeds: int = 10
@@ -57,6 +65,7 @@ class SearchConfig:
     test_fraction: float = 0.2
     split_seed: int = 0
     skip_corrupt: bool = False
+    track: tuple[str, ...] = ()  # trackers the trials and retrainings are logged to (TRACKERS)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -126,6 +135,9 @@ class SearchConfig:
         number("gpus_per_trial", 0.0, strict=False)
         if self.time_budget is not None:
             number("time_budget", 0.0, strict=True)
+        if self.trial_timeout is not None:
+            number("trial_timeout", 0.0, strict=True)
+        integer("max_retries", 0)
         if self.grace_period is not None and self.grace_period > self.epochs:
             raise ConfigError(
                 f"grace_period: got {self.grace_period}, expected at most epochs ({self.epochs}): "
@@ -145,6 +157,27 @@ class SearchConfig:
         for name in ("dataset", "model", "space", "out"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ConfigTypeError(f"{name}: got {getattr(self, name)!r}, expected a string.")
+        self._check_track()
+
+    def _check_track(self) -> None:
+        """``track``: names of :data:`TRACKERS` (a single name is a list of one; repeats are
+        dropped), each with its package installed: said here, before Ray starts."""
+        import importlib.util
+
+        track = (self.track,) if isinstance(self.track, str) else self.track
+        if not isinstance(track, (list, tuple)):
+            raise ConfigTypeError(
+                f"track: got {self.track!r}, expected a list of {', '.join(TRACKERS)}."
+            )
+        for name in track:
+            if not isinstance(name, str) or name not in TRACKERS:
+                raise ConfigError(f"track: got {name!r}, expected one of {', '.join(TRACKERS)}.")
+            module, install = TRACKERS[name]
+            if importlib.util.find_spec(module) is None:
+                raise ConfigError(
+                    f"track: {name} needs the package {module!r}, which is not installed: {install}"
+                )
+        self.track = tuple(dict.fromkeys(track))
 
     # -- persistence ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

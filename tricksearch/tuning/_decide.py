@@ -168,17 +168,16 @@ def decide(
     rows = {c["label"]: c for c in table}
     base_row = rows[BASELINE]
     lead_row = rows[leader["label"]] if leader is not None else None
-    base_trained = any("error" not in r for r in base_row["rows"])
-    if not base_trained and lead_row is None:
+    if not any("error" not in r for r in base_row["rows"]):
+        # Without the baseline no gain can be measured: nothing is exported (a recipe with
+        # "baseline nan, gain +nan" would look like an answer). The study keeps every trial.
         raise SearchFailed(
             "the baseline failed when retrained "
-            f"({next(r['error'] for r in base_row['rows'] if 'error' in r)}) and no candidate "
-            "trained; no recipe was written."
+            f"({next(r['error'] for r in base_row['rows'] if 'error' in r)}), so no gain can be "
+            "measured and no recipe was written; the trials are kept in "
+            f"{prep.run_dir / 'study.db'}."
         )
     better = selection is not None and selection.verdict == BETTER
-    if not base_trained:  # nothing to compare with: the leader stands, and the outputs say why
-        say(out, "warning: the baseline failed when retrained; the leader is handed over alone")
-        better = True
     decision = Decision(
         table=table,
         seeds=seeds,

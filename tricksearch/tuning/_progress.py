@@ -94,6 +94,9 @@ class ProgressCallback(Callback):
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
+        if trial.trial_id in self._failures:  # raised in its own code, or timed out
+            self.on_trial_error(iteration, trials, trial)
+            return
         self.running.discard(trial.trial_id)
         self.done += 1
         result = trial.last_result or {}

@@ -6,7 +6,7 @@ The trainings run as Ray tasks; one that raises counts as a failed seed, not a f
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from tricksearch.tuning._config import SearchConfig
@@ -76,12 +76,23 @@ def retrain(
 
 
 def run_jobs(
-    jobs: Sequence[RetrainJob], ctx: TrialContext, config: SearchConfig, out: IO[str] | None
+    jobs: Sequence[RetrainJob],
+    ctx: TrialContext,
+    config: SearchConfig,
+    out: IO[str] | None,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the jobs as Ray tasks with a trial's resources; a line of progress as each ends."""
+    """Run the jobs as Ray tasks with a trial's resources; a line of progress as each ends.
+
+    ``on_result`` is called with each result as it arrives (on the driver); by default, the
+    tracking of ``config.track`` (``_tracking.retrain_hook``: TensorBoard), or nothing."""
     from tricksearch.tuning._parallel import map_tasks
     from tricksearch.tuning._trainable import retrain_one
 
+    if on_result is None and config.track:
+        from tricksearch.tuning._tracking import retrain_hook
+
+        on_result = retrain_hook(config)
     results: list[dict[str, Any]] = []
     tasks = [(job.recipe, job.seed) for job in jobs]
     for i, res in map_tasks(
@@ -97,6 +108,8 @@ def run_jobs(
             res = {"seed": seed, "error": cause_line(cause)}
         res["label"] = label
         results.append(res)
+        if on_result is not None:
+            on_result(res)
         score = f"val_acc {res['val_acc']:.4f}" if "val_acc" in res else "failed"
         say(out, f"  retrained {len(results)}/{len(jobs)}: {label} seed {seed}: {score}")
     return results

@@ -30,6 +30,7 @@ from tricksearch.spaces import load_space
 from tricksearch.tuning._artifacts import (
     Timings,
     closing_lines,
+    faults_line,
     nothing_usable,
     outcome_counts,
     save_outcome,
@@ -51,6 +52,7 @@ from tricksearch.tuning._session import (
     run_folder_lock,
     sigterm_as_interrupt,
 )
+from tricksearch.tuning._study import backup_study
 from tricksearch.tuning._tune import (
     TuneJob,
     close_study,
@@ -91,21 +93,25 @@ def run_search(
             f"`{resume_hint(config)}` or choose another --out."
         )
     _check_out(run_dir)  # before anything is loaded or trained
-    prep = prepare(config, data=data, model_factory=model_factory, resume=resume)
-    config = prep.config
     stream: IO[str] | None = None if quiet else sys.stdout
-    for note in prep.notes:
-        say(stream, f"note: {note}")
-    say(stream, prep.preflight_line)
-
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"out: cannot create {str(run_dir)!r} ({exc.strerror or exc}).") from None
-    with run_folder_lock(run_dir):
-        if not resume and (run_dir / "search.json").exists():  # started meanwhile, and ended
-            raise ConfigError(f"out: {str(run_dir)!r} already holds a search.")
-        return _open_and_search(prep, resume=resume, quiet=quiet, stream=stream)
+        # SIGTERM and SIGHUP stop the search as Ctrl-C does, at every phase.
+        with sigterm_as_interrupt():
+            prep = prepare(config, data=data, model_factory=model_factory, resume=resume)
+            for note in prep.notes:
+                say(stream, f"note: {note}")
+            say(stream, prep.preflight_line)
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                why = exc.strerror or exc
+                raise ConfigError(f"out: cannot create {str(run_dir)!r} ({why}).") from None
+            with run_folder_lock(run_dir):
+                if not resume and (run_dir / "search.json").exists():  # started meanwhile
+                    raise ConfigError(f"out: {str(run_dir)!r} already holds a search.")
+                return _open_and_search(prep, resume=resume, quiet=quiet, stream=stream)
+    except KeyboardInterrupt:  # before the study was open: nothing of this run to keep
+        raise SearchInterrupted(_not_started(config, resume)) from None
 
 
 def _open_and_search(
@@ -139,12 +145,14 @@ def _open_and_search(
         resume=resume,
     )
     try:
-        with sigterm_as_interrupt():
-            return _search_in_ray(prep, job, quiet=quiet)
+        return _search_in_ray(prep, job, quiet=quiet)
     except KeyboardInterrupt:
         pass
+    if not (run_dir / "search.json").exists():  # stopped while Ray was starting
+        raise SearchInterrupted(_not_started(config, resume))
     with contextlib.suppress(Exception):
         write_trials_csv(study_records(storage), run_dir / "trials.csv")
+    backup_study(run_dir)
     raise SearchInterrupted(
         f"search interrupted; finished trials are kept in {run_dir / 'study.db'}. "
         f"Continue with: {resume_hint(config)}"
@@ -160,7 +168,7 @@ def _search_in_ray(prep: Prepared, job: TuneJob, *, quiet: bool) -> SearchResult
         if not job.resume:  # Ray is up and has the resources: from here on, resumable
             config.save(run_dir / "search.json")
             (run_dir / SPACE_COPY).write_text(load_space(config.space).dumps())
-        tune_seconds = 0.0
+        tune_seconds, faults = 0.0, None
         if job.remaining > 0:
             say(
                 out,
@@ -170,14 +178,22 @@ def _search_in_ray(prep: Prepared, job: TuneJob, *, quiet: bool) -> SearchResult
                 f"{run_dir / 'ray.log'}",
             )
             t_tune = time.monotonic()
-            run_tune(job, slots=session.slots, out=out)
+            faults = run_tune(job, slots=session.slots, out=out)
             tune_seconds = time.monotonic() - t_tune
+            say(out, faults_line(faults.retries, faults.peak_bytes))
         records = close_study(job.storage)
+        backup_study(run_dir)
         line = time_budget_line(outcome_counts(records), config)
         if line:
             say(out, line)
         write_trials_csv(records, run_dir / "trials.csv")
-        timings = Timings(time.monotonic() - t_start, session.start_seconds, tune_seconds)
+        timings = Timings(
+            time.monotonic() - t_start,
+            session.start_seconds,
+            tune_seconds,
+            retries=faults.retries if faults else 0,
+            checkpoint_peak_bytes=faults.peak_bytes if faults else 0,
+        )
         return _retrain_and_choose(prep, job.ctx, records, session, timings, out)
 
 
@@ -204,6 +220,16 @@ def _retrain_and_choose(
         config, records, decision, prep.data, timings=timings, slots=session.slots
     )
     return save_outcome(config, run_dir, decision, summary, out)
+
+
+def _not_started(config: SearchConfig, resume: bool) -> str:
+    """What an interruption before the first trial says: nothing to resume, or resume again."""
+    if resume:
+        return f"interrupted before the resumed search went on; run again: {resume_hint(config)}"
+    return (
+        "search interrupted before its first trial: nothing was computed and there is nothing "
+        "to resume; run the same command again."
+    )
 
 
 def _check_out(run_dir: Path) -> None:

@@ -136,6 +136,16 @@ def trial_failure(trial: Trial) -> Failure:
     return Failure(cause, error_file)
 
 
+def _write_traceback(trial: Trial, text: str) -> str | None:
+    """``error.txt`` in the trial's folder (as Ray writes for a trial that raised); its path."""
+    with _suppress(OSError, TypeError):
+        path = Path(trial.path, "error.txt")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return str(path)
+    return None
+
+
 class RecordingASHA(ASHAScheduler):
     """``ASHAScheduler`` that remembers the trials it stopped and why trials failed, and can be
     told earlier trials.
@@ -155,10 +165,53 @@ class RecordingASHA(ASHAScheduler):
         super().__init__(*args, **kwargs)
         self.pruned: set[str] = set()
         self.failures: dict[str, Failure] = {}
+        self.timed_out: set[str] = set()
+
+    def on_trial_add(self, tune_controller: TuneController, trial: Trial) -> None:
+        # Ray re-adds a trial it restarts after a lost worker, right after telling
+        # ``on_trial_error``: that error is not the trial's end.
+        self.failures.pop(trial.trial_id, None)
+        super().on_trial_add(tune_controller, trial)
 
     def on_trial_error(self, tune_controller: TuneController, trial: Trial) -> None:
-        self.failures[trial.trial_id] = trial_failure(trial)
+        if trial.trial_id in self.timed_out:  # its worker was killed by :meth:`time_out`
+            super().on_trial_error(tune_controller, trial)
+            return
+        failure = trial_failure(trial)
+        restarts = trial.run_metadata.num_failures - 1
+        if restarts > 0:  # a worker lost every time: say that it was retried
+            failure = failure._replace(cause=f"{failure.cause} (after {restarts} retries)")
+        self.failures[trial.trial_id] = failure
         super().on_trial_error(tune_controller, trial)
+
+    def on_trial_complete(self, tune_controller: TuneController, trial: Trial, result: dict):
+        """A trial whose own code raised reports it as its last result (``FAILED_KEY``): its
+        cause is recorded, its traceback written to ``error.txt`` in its folder, and nothing
+        enters ASHA's rungs (as for a timed-out trial)."""
+        from tricksearch.tuning._trainable import FAILED_KEY, TRACEBACK_KEY
+
+        if result.get(FAILED_KEY):
+            self.failures[trial.trial_id] = Failure(
+                str(result[FAILED_KEY]), _write_traceback(trial, str(result.get(TRACEBACK_KEY)))
+            )
+        if trial.trial_id in self.failures:
+            self._trial_info.pop(trial.trial_id, None)
+            return
+        super().on_trial_complete(tune_controller, trial, result)
+
+    def time_out(self, trial: Trial, cause: str) -> None:
+        """End a running trial that ran over ``--trial-timeout``: record ``cause``, forbid Ray to
+        retry it, and kill its worker (a hung worker could neither stop itself nor be reused);
+        Ray then ends the trial in error, and the searcher tells Optuna FAIL with ``cause``."""
+        import ray
+
+        self.failures[trial.trial_id] = Failure(cause)
+        self.timed_out.add(trial.trial_id)
+        trial.max_failures = 0
+        actor = trial.temporary_state.ray_actor
+        if actor is not None:
+            with _suppress(Exception):
+                ray.kill(actor, no_restart=True)
 
     def on_trial_result(self, tune_controller: TuneController, trial: Trial, result: dict) -> str:
         decision = super().on_trial_result(tune_controller, trial, result)
@@ -244,6 +297,9 @@ class TruthfulOptunaSearch(OptunaSearch):
             return super().on_trial_complete(trial_id, result, error)
         value = None if result is None else result.get(self.metric)
         step = 0 if result is None else int(result.get("training_iteration", 0))
+        if trial_id in self._failures:  # raised in its own code, timed out, or lost its worker
+            error = True
+            step = int(result.get("epoch", 0)) if result else self._epochs_reported(ot_trial)
         with _suppress(Exception):
             ot_trial.set_user_attr("epochs", step)
             if result is not None and "time_total_s" in result:
@@ -274,6 +330,13 @@ class TruthfulOptunaSearch(OptunaSearch):
                 ot_trial.report(float(value), step)
             self._tell(ot_trial, float(value), TrialState.COMPLETE)
         self._completed_trials.add(trial_id)
+
+    def _epochs_reported(self, ot_trial: optuna.Trial) -> int:
+        """The last epoch a trial reported (Ray passes no result for a trial that errored)."""
+        with _suppress(Exception):
+            frozen = self._ot_study._storage.get_trial(ot_trial._trial_id)
+            return max(frozen.intermediate_values, default=0)
+        return 0
 
     def _record_failure(self, ot_trial: optuna.Trial, trial_id: str) -> None:
         """The cause and the traceback file of a trial that raised, as its user attributes."""

@@ -17,6 +17,7 @@ from typing import IO
 from tricksearch.errors import ConfigError
 from tricksearch.tuning._config import SearchConfig
 from tricksearch.tuning._console import ray_output_to
+from tricksearch.tuning._nodes import check_nodes, runtime_env
 
 __all__ = ["RaySession", "check_resources", "ray_session", "sigterm_as_interrupt"]
 
@@ -35,32 +36,39 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+#: What ``timeout``, Slurm and Kubernetes send (SIGTERM) and a closed terminal or SSH session
+#: (SIGHUP): both stop a search as Ctrl-C does.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C so a killed search still closes cleanly and can be resumed."""
-
+    """Treat SIGTERM and SIGHUP like Ctrl-C so a killed search still closes cleanly and can be
+    resumed."""
     try:
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
     except ValueError:  # not the main thread
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
 def _sigterm_kept() -> Iterator[None]:
     """``ray.init`` installs its own SIGTERM handler (it exits at once, printing nothing): the
-    handler in place before it (:func:`sigterm_as_interrupt`'s during a search) is put back, so
-    ``timeout``, Slurm and Kubernetes stop a search as cleanly as Ctrl-C does."""
-    before = signal.getsignal(signal.SIGTERM)
+    handlers in place before it (:func:`sigterm_as_interrupt`'s during a search) are put back,
+    so ``timeout``, Slurm and Kubernetes stop a search as cleanly as Ctrl-C does."""
+    before = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
-        with contextlib.suppress(ValueError, TypeError):  # not the main thread / not Python's
-            signal.signal(signal.SIGTERM, before)
+        for sig, handler in before.items():
+            with contextlib.suppress(ValueError, TypeError):  # not the main thread / not Python's
+                signal.signal(sig, handler)
 
 
 #: The lock file of a run folder: held (``flock``) by the search running in it, with its pid.
@@ -116,7 +124,10 @@ def ray_session(config: SearchConfig, run_dir: Path) -> Iterator[RaySession]:
             started = True
         start_seconds = time.monotonic() - t0
         try:
-            yield RaySession(check_resources(config), console, start_seconds)
+            slots = check_resources(config)
+            if config.address:  # every node can run a trial, before the first one runs
+                check_nodes(config.dataset, config.data_root)
+            yield RaySession(slots, console, start_seconds)
         finally:
             if started:
                 ray.shutdown()
@@ -136,6 +147,8 @@ def _init(config: SearchConfig, run_dir: Path) -> None:
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.WARNING,
+            # A cluster's workers import the driver's tricksearch, installed there or not.
+            runtime_env=runtime_env() if config.address else None,
         )
     except (ConnectionError, RuntimeError) as exc:
         if not config.address:

@@ -41,6 +41,46 @@ ERROR_ATTR = "error"
 ERROR_FILE_ATTR = "error_file"
 
 
+#: The copy of ``study.db`` kept beside it, refreshed after every finished trial.
+STUDY_COPY = "study.db.bak"
+
+
+def backup_study(run_dir: Path) -> Path | None:
+    """Copy ``run_dir/study.db`` to ``study.db.bak`` with SQLite's online backup (a consistent
+    snapshot even while the search writes; replaced atomically). The copy, or None if the study
+    could not be read (the previous copy is then kept)."""
+    import sqlite3
+
+    db, copy = run_dir / "study.db", run_dir / STUDY_COPY
+    tmp = copy.with_name(copy.name + ".tmp")
+    try:
+        src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            dst = sqlite3.connect(tmp)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+        finally:
+            src.close()
+        tmp.replace(copy)
+    except (sqlite3.Error, OSError):
+        tmp.unlink(missing_ok=True)
+        return None
+    return copy
+
+
+def restore_hint(run_dir: Path) -> str:
+    """How to put the copy back, when there is one (for a damaged or emptied study)."""
+    copy = run_dir / STUDY_COPY
+    if not copy.is_file() or copy.stat().st_size == 0:
+        return "Restore it from a copy, or start the search again with another --out."
+    return (
+        f"A copy made after its last finished trial is kept: restore it with "
+        f"`cp {copy} {run_dir / 'study.db'}` and resume; or start again with another --out."
+    )
+
+
 def outcome(trial: FrozenTrial) -> str:
     """What became of a trial, as the user reads it: COMPLETE, PRUNED (by ASHA), FAIL, STOPPED
     (cut by the time budget, with or without values) or RUNNING/WAITING."""

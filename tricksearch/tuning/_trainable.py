@@ -10,6 +10,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -22,7 +23,15 @@ if TYPE_CHECKING:
     from tricksearch.engine import EpochMetrics
     from tricksearch.spaces import SearchSpace
 
-__all__ = ["TrialContext", "retrain_one", "run_trial"]
+__all__ = [
+    "FAILED_KEY",
+    "STATE_FILE",
+    "TRACEBACK_KEY",
+    "TrialContext",
+    "restored_state",
+    "retrain_one",
+    "run_trial",
+]
 
 
 @dataclass
@@ -58,32 +67,141 @@ def _data_for(recipe: Recipe, ctx: TrialContext) -> DatasetSplits:
     return load_data(recipe)  # cached per process
 
 
+#: Keys of the result a trial reports when its own code raised (the recipe, the model, the
+#: data): the cause in one line and the traceback. Such a trial ends at once and is not retried
+#: (it would fail the same way); a worker or node that dies is retried from its last checkpoint.
+FAILED_KEY = "trial_failed"
+TRACEBACK_KEY = "trial_traceback"
+#: The training state's file in each of a trial's checkpoints (``engine.state``).
+STATE_FILE = "state.pt"
+
+
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
-    """The Ray Tune function trainable: reports val metrics after every epoch."""
+    """The Ray Tune function trainable: reports val metrics and a checkpoint after every epoch,
+    and goes on from the last readable checkpoint when Ray restarts it after a lost worker."""
+    import traceback
+
     from ray import tune
 
     from tricksearch.engine import fit
+    from tricksearch.tuning._failures import cause_line
 
-    recipe = ctx.space.to_recipe(Recipe.from_dict(ctx.base), config)
-    _setup(ctx, recipe)
-    data = _data_for(recipe, ctx)
+    in_ray = [False]  # an exception raised by Ray's own report is Ray's to handle
+    epochs_done = [0]
 
-    spent = [0.0]
+    def report(m: EpochMetrics, state: dict[str, Any]) -> None:
+        in_ray[0] = True
+        _report_epoch(m, state)
+        in_ray[0] = False
+        epochs_done[0] = m.epoch
 
-    def report(m: EpochMetrics) -> None:
-        spent[0] += m.epoch_seconds
+    try:
+        recipe = ctx.space.to_recipe(Recipe.from_dict(ctx.base), config)
+        _setup(ctx, recipe)
+        data = _data_for(recipe, ctx)
+        resume = restored_state()
+        epochs_done[0] = 0 if resume is None else int(resume["epoch"])
+        fit(
+            recipe,
+            model=ctx.model_factory,
+            data=data,
+            on_state=report,
+            resume=resume,
+            device=ctx.device,
+        )
+    except Exception as exc:
+        if in_ray[0]:
+            raise
+        tune.report(
+            {
+                "val_acc": math.nan,
+                "val_loss": math.nan,
+                "epoch": epochs_done[0],
+                FAILED_KEY: cause_line(exc),
+                TRACEBACK_KEY: traceback.format_exc(),
+                "done": True,
+            }
+        )
+
+
+def _report_epoch(m: EpochMetrics, state: dict[str, Any]) -> None:
+    """One epoch's metrics to Ray Tune, with the training state as the trial's checkpoint (Ray
+    copies it to the run's storage; the temporary folder is removed after)."""
+    import tempfile
+
+    from ray import tune
+
+    from tricksearch.engine.state import save_state
+
+    with tempfile.TemporaryDirectory(prefix="tricksearch-state-") as folder:
+        path = save_state(state, Path(folder) / STATE_FILE)
         tune.report(
             {
                 "val_acc": m.val_acc,
                 "val_loss": m.val_loss,
                 "train_loss": m.train_loss,
+                "lr": m.lr,
                 "epoch": m.epoch,
                 "epoch_seconds": m.epoch_seconds,
-                "train_seconds": spent[0],  # the trial's own training (+ val) time so far
-            }
+                # the trial's own training (+ val) time so far, the epochs before a restart too
+                "train_seconds": sum(h["epoch_seconds"] for h in state["history"]),
+                "checkpoint_bytes": path.stat().st_size,
+            },
+            checkpoint=tune.Checkpoint.from_directory(folder),
         )
 
-    fit(recipe, model=ctx.model_factory, data=data, on_epoch=report, device=ctx.device)
+
+def restored_state() -> dict[str, Any] | None:
+    """The training state of the trial's newest readable checkpoint when Ray restarted it (a
+    lost worker or node); ``None`` for a fresh trial. A damaged newest checkpoint falls back to
+    the one before it (a warning in the trial's log); none readable: the trial starts over."""
+    from ray import tune
+
+    newest = tune.get_checkpoint()
+    if newest is None:
+        return None
+    return first_readable_state([newest, *_older_checkpoints(newest)])
+
+
+def first_readable_state(checkpoints: list[Any]) -> dict[str, Any] | None:
+    """The training state of the first of ``checkpoints`` (Ray ``Checkpoint`` objects, newest
+    first) whose state file reads back; a damaged one is skipped with a warning."""
+    import logging
+
+    from tricksearch.engine.state import load_state
+    from tricksearch.errors import ConfigError
+
+    for checkpoint in checkpoints:
+        try:
+            with checkpoint.as_directory() as folder:
+                return load_state(Path(folder) / STATE_FILE)
+        except (ConfigError, OSError) as exc:
+            logging.getLogger(__name__).warning("checkpoint %s is damaged: %s", checkpoint, exc)
+    return None
+
+
+def _older_checkpoints(newest: Any) -> list[Any]:
+    """The trial's other checkpoints older than ``newest``, newest first (Ray keeps the last
+    two: ``checkpoint_000004`` beside ``checkpoint_000005``)."""
+    import re
+
+    import pyarrow.fs
+    from ray import tune
+
+    fs, here = newest.filesystem, PurePosixPath(newest.path)
+    number = re.fullmatch(r"checkpoint_(\d+)", here.name)
+    if number is None:
+        return []
+    try:
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(str(here.parent)))
+    except OSError:
+        return []
+    older = []
+    for info in infos:
+        match = re.fullmatch(r"checkpoint_(\d+)", PurePosixPath(info.path).name)
+        if match and int(match.group(1)) < int(number.group(1)):
+            older.append((int(match.group(1)), info.path))
+    return [tune.Checkpoint(path, filesystem=fs) for _, path in sorted(older, reverse=True)]
 
 
 def retrain_one(recipe_dict: dict[str, Any], seed: int, ctx: TrialContext) -> dict[str, Any]:
@@ -106,6 +224,7 @@ def retrain_one(recipe_dict: dict[str, Any], seed: int, ctx: TrialContext) -> di
         else [cv_fold(data, k, ctx.cv, seed=recipe.data.split_seed) for k in range(ctx.cv)]
     )
     metrics: list[dict[str, float]] = []
+    curves: list[list[float]] = []
     seconds, epochs = 0.0, 0
     for part in parts:
         try:
@@ -115,6 +234,7 @@ def retrain_one(recipe_dict: dict[str, Any], seed: int, ctx: TrialContext) -> di
         except TrainingDiverged as exc:
             return {"seed": seed, "error": cause_line(exc)}
         metrics.append({k: getattr(result, k) for k in _METRICS})
+        curves.append([m.val_acc for m in result.history])
         seconds, epochs = seconds + result.seconds, len(result.history)
     out: dict[str, Any] = {"seed": seed}
     out |= {k: sum(m[k] for m in metrics) / len(metrics) for k in _METRICS}
@@ -122,6 +242,8 @@ def retrain_one(recipe_dict: dict[str, Any], seed: int, ctx: TrialContext) -> di
         "seconds": seconds,
         "epochs": epochs,
         "recipe": json.loads(json.dumps(recipe.to_dict())),
+        # val accuracy after each epoch (the mean over the folds with --cv): learning curves
+        "curve": [sum(vals) / len(vals) for vals in zip(*curves, strict=True)],
     }
     if ctx.cv:
         out["folds"] = metrics

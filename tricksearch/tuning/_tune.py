@@ -15,7 +15,7 @@ from tricksearch.errors import ConfigError
 from tricksearch.tuning._candidates import TrialRecord, trial_record
 from tricksearch.tuning._config import SearchConfig
 from tricksearch.tuning._failures import cause_line
-from tricksearch.tuning._study import STUDY_NAME
+from tricksearch.tuning._study import STUDY_NAME, restore_hint
 
 if TYPE_CHECKING:
     import optuna
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from tricksearch.recipe import Recipe
     from tricksearch.spaces import SearchSpace
+    from tricksearch.tuning._faults import TrialFaults
     from tricksearch.tuning._searcher import RecordingASHA
     from tricksearch.tuning._trainable import TrialContext
 
@@ -82,7 +83,7 @@ def open_study(run_dir: Path, mode: str) -> tuple[optuna.Study, optuna.storages.
             raise
         raise ConfigError(
             f"study: {str(run_dir / 'study.db')!r} cannot be read ({cause_line(exc)}); it is "
-            "damaged. Restore it from a copy, or start the search again with another --out."
+            "damaged. " + restore_hint(run_dir)
         ) from None
     return study, storage
 
@@ -104,8 +105,8 @@ def _check_study_file(path: Path) -> None:
     if head != _SQLITE_HEADER:
         what = "is empty (0 bytes)" if not head else "is not a SQLite database"
         raise ConfigError(
-            f"study: {str(path)!r} {what}: the search's history is lost or damaged. Restore it "
-            "from a copy, or start the search again with another --out."
+            f"study: {str(path)!r} {what}: the search's history is lost or damaged. "
+            + restore_hint(path.parent)
         )
 
 
@@ -151,12 +152,15 @@ def first_points(space: SearchSpace, base: Recipe, trials: int) -> list[dict[str
     return points[:trials]
 
 
-def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> None:
-    """Run the job's remaining trials, ``slots`` at a time; progress lines go to ``out``."""
+def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> TrialFaults:
+    """Run the job's remaining trials, ``slots`` at a time; progress lines go to ``out``.
+    Returns what happened to the trials' workers (retries, checkpoint disk peak)."""
     from ray import tune
 
+    from tricksearch.tuning._faults import TrialFaults
     from tricksearch.tuning._progress import ProgressCallback
     from tricksearch.tuning._searcher import TruthfulOptunaSearch
+    from tricksearch.tuning._tracking import tracking_callbacks
     from tricksearch.tuning._trainable import run_trial
 
     config = job.config
@@ -184,6 +188,7 @@ def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> None:
         pruned_by_scheduler=scheduler.pruned,
         failures=scheduler.failures,
     )
+    faults = TrialFaults(scheduler, timeout=config.trial_timeout, run_dir=job.run_dir)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, ctx=job.ctx),
         {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
@@ -206,11 +211,15 @@ def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> None:
             name=f"tune-{session}",
             storage_path=str(ray_dir),
             verbose=0,
-            callbacks=[progress],
-            failure_config=tune.FailureConfig(max_failures=0),
+            callbacks=[progress, faults, *tracking_callbacks(job, searcher)],
+            # A lost worker or node: the trial restarts from its newest checkpoint (an error in
+            # the trial's own code is reported as its result instead, and not retried).
+            failure_config=tune.FailureConfig(max_failures=config.max_retries),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         ),
     )
     tuner.fit()
+    return faults
 
 
 def _scheduler(job: TuneJob) -> RecordingASHA:

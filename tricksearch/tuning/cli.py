@@ -16,7 +16,7 @@ from tricksearch._command import (
     positive_int,
     print_table,
 )
-from tricksearch.tuning._config import METRICS, SAMPLERS, SearchConfig
+from tricksearch.tuning._config import METRICS, SAMPLERS, TRACKERS, SearchConfig
 
 __all__ = ["COMMANDS"]
 
@@ -29,6 +29,7 @@ def _add_search(p: argparse.ArgumentParser) -> None:
     _add_sampling(p.add_argument_group("sampler and early stopping (ASHA)"), d)
     _add_resources(p.add_argument_group("resources"), d)
     _add_retraining(p.add_argument_group("retraining of the best configurations"), d)
+    _add_tracking(p.add_argument_group("tracking"))
 
 
 def _add_what(g: argparse._ArgumentGroup, d: SearchConfig) -> None:
@@ -127,6 +128,20 @@ def _add_resources(g: argparse._ArgumentGroup, d: SearchConfig) -> None:
         help="end the tuning after this many seconds: running trials are stopped (kept at "
         "their last epoch), no new one starts; the retraining of the winners comes after",
     )
+    g.add_argument(
+        "--trial-timeout",
+        type=positive_float,
+        help="stop a trial that runs longer than this many seconds and record it as failed "
+        "('timeout after N s'); a resume does not run it again (default: no limit)",
+    )
+    g.add_argument(
+        "--max-retries",
+        type=nonneg_int,
+        default=d.max_retries,
+        help="restart a trial whose worker or node died, from its last epoch's checkpoint, up "
+        "to this many times (default: %(default)s); an error in the trial's own code is not "
+        "retried",
+    )
     g.add_argument("--address", help="join an existing Ray cluster (e.g. ray://host:10001)")
 
 
@@ -178,6 +193,19 @@ def _add_retraining(g: argparse._ArgumentGroup, d: SearchConfig) -> None:
     )
 
 
+def _add_tracking(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--track",
+        action="append",
+        choices=list(TRACKERS),
+        metavar="{" + ",".join(TRACKERS) + "}",
+        help="log each trial's per-epoch metrics and recipe to TensorBoard (RUN/tb, one run per "
+        "trial and per retraining: tensorboard --logdir RUN/tb), MLflow (RUN/mlflow.db; pip "
+        "install 'tricksearch[mlflow]') or W&B (offline, RUN/wandb; pip install "
+        "'tricksearch[wandb]'); repeat for several",
+    )
+
+
 def _folds(text: str) -> int:
     """``--cv``: an integer >= 2."""
     value = positive_int(text)
@@ -226,6 +254,8 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent,
         time_budget=args.time_budget,
+        trial_timeout=args.trial_timeout,
+        max_retries=args.max_retries,
         top_k=args.top_k,
         seeds=args.seeds,
         max_seeds=args.max_seeds,
@@ -233,9 +263,14 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         minimal=args.minimal,
         cv=args.cv,
         address=args.address,
+        track=tuple(args.track or ()),
     )
     run_search(config)
     return 0
+
+
+#: Options a resume applies; every other one is refused (it would be silently ignored).
+_RESUME_OPTIONS = ("trials", "trial_timeout", "max_retries", "track")
 
 
 def _resumed(args: argparse.Namespace) -> SearchConfig:
@@ -252,13 +287,17 @@ def _resumed(args: argparse.Namespace) -> SearchConfig:
     given = [
         k for k, v in vars(args).items() if k in defaults and k != "resume" and v != defaults[k]
     ]
-    others = [f"--{k.replace('_', '-')}" for k in given if k != "trials"]
+    others = [f"--{k.replace('_', '-')}" for k in given if k not in _RESUME_OPTIONS]
     if others:
         raise ConfigError(
             f"resume: {', '.join(others)} cannot change a search being resumed (its settings "
-            f"are in {str(Path(args.resume) / 'search.json')!r}); only --trials N runs more "
-            "trials. Start a new search with another --out to change them."
+            f"are in {str(Path(args.resume) / 'search.json')!r}); only --trials N (runs more "
+            "trials), --trial-timeout, --max-retries and --track apply. Start a new search with "
+            "another --out to change them."
         )
+    for name in ("trial_timeout", "max_retries", "track"):
+        if name in given:
+            config = dataclasses.replace(config, **{name: getattr(args, name)})
     if "trials" in given:
         if args.trials < config.trials:
             raise ConfigError(
