@@ -4,6 +4,8 @@ options it would ignore)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -78,11 +80,12 @@ def test_a_second_search_on_a_running_search_folder_is_refused(cli, tmp_path) ->
     run.mkdir()
     with (run / ".search.lock").open("a+") as held:  # as the running search holds it
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        held.write("4242\n")
+        held.write("4242 node-7 2026-12-02T07:40:00+0000\n")
         held.flush()
         code, _, err = cli("search", "--trials", "2", "--epochs", "1", "--out", str(run))
         line = _one_line(err)
-        assert code == 2 and "another search is running in" in line and "(process 4242)" in line
+        assert code == 2 and "another search is running in" in line
+        assert "(process 4242 on node-7 since 2026-12-02T07:40:00+0000)" in line
     assert not (run / "study.db").exists() and not (run / "search.json").exists()
     assert os.listdir(run) == [".search.lock"]
 
@@ -140,4 +143,52 @@ def test_fault_options_take_only_sensible_values(capsys, tmp_path, flag, value, 
         main(["search", flag, value, "--out", str(tmp_path / "run")])
     line = _one_line(capsys.readouterr().err)
     assert exc.value.code == 2 and expected in line, line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_lock_left_by_a_killed_search_is_taken_over_with_a_note(tmp_path) -> None:
+    """The kernel released the killed holder's flock; its line is still in the file."""
+    from tricksearch.tuning._session import LOCK_FILE, run_folder_lock
+
+    (tmp_path / LOCK_FILE).write_text("999999 node-7 2026-12-01T10:00:00+0000\n")
+    notes: list[str] = []
+    with run_folder_lock(tmp_path, notes):
+        pid, host, _ = (tmp_path / LOCK_FILE).read_text().split()
+        assert pid == str(os.getpid()) and host
+    assert notes == [
+        "took over the lock of process 999999 on node-7 since 2026-12-01T10:00:00+0000, "
+        "which no longer runs"
+    ]
+    assert (tmp_path / LOCK_FILE).read_text() == ""  # a clean end leaves no holder
+    notes.clear()
+    with run_folder_lock(tmp_path, notes):
+        pass
+    assert notes == []
+
+
+@pytest.mark.parametrize(
+    ("storage", "expected"),
+    [
+        ("nosuchscheme://bucket/x", "storage: cannot open 'nosuchscheme://bucket/x' ("),
+        ("FILE", "storage: {FILE!r} is a file; expected a folder"),
+    ],
+)
+def test_a_storage_that_cannot_be_used_is_one_line_before_ray(cli, tmp_path, storage, expected):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file\n")
+    storage = storage.replace("FILE", str(blocker))
+    expected = expected.replace("{FILE!r}", repr(str(blocker)))
+    code, _, err = cli(
+        "search",
+        "--trials",
+        "2",
+        "--epochs",
+        "1",
+        "--storage",
+        storage,
+        "--out",
+        str(tmp_path / "run"),
+    )
+    line = _one_line(err)
+    assert code == 2 and line.startswith("error: " + expected), line
     assert not (tmp_path / "run").exists()

@@ -106,7 +106,11 @@ def test_a_worker_lost_every_time_fails_with_its_cause(tmp_path: Path) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()
     model = functools.partial(Fragile, markers=str(markers), times=2, fault="kill")
-    _search(tmp_path / "run", model, max_retries=1)
+    storage = tmp_path / "elsewhere"  # --storage: Ray's checkpoints go there, not to RUN/ray
+    _search(tmp_path / "run", model, max_retries=1, storage=str(storage))
+    assert [p.name[:4] for p in storage.iterdir()] == ["run-"]
+    assert not (tmp_path / "run" / "ray").exists()
+    assert not [p for p in storage.rglob("checkpoint_*") if p.is_dir()]  # deleted at the end
     states = _values(tmp_path / "run")
     assert [s for s, _ in states].count("FAIL") == 1
     study = optuna.load_study(

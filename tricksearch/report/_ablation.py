@@ -20,6 +20,7 @@ Identical configurations (the recipe with one trick equals ``+ trick``) are trai
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import statistics
@@ -48,6 +49,7 @@ NOISE_RULE = (
 )
 
 Progress = Callable[[str], None]
+_now = time.monotonic  # the clock of the progress lines' elapsed and estimate
 
 
 def pooled_std(a: list[float], b: list[float]) -> float | None:
@@ -224,6 +226,10 @@ def _seed_word(row: AblationRow, n: int) -> str:
     return f"{len(row.val_acc)}/{n}" if row.failed else str(n)
 
 
+def _clock(seconds: float) -> str:
+    return f"{round(seconds) // 60}:{round(seconds) % 60:02d}"
+
+
 def _wrap(text: str, width: int = 100) -> str:
     return "\n".join(textwrap.wrap(text, width))
 
@@ -344,12 +350,6 @@ def _train_ray_job(
     return _train_job(recipe, seed, data, device)
 
 
-def _ray_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("ray") is not None
-
-
 def ablate(
     recipe: Recipe,
     *,
@@ -364,8 +364,8 @@ def ablate(
     ``data`` defaults to the recipe's dataset (loaded once). ``parallel=True`` runs the
     trainings as Ray tasks (one CPU each; a quarter GPU each when ``device`` names CUDA) when Ray
     is installed, starting and stopping a local Ray if none is running; without Ray it runs them
-    one after the other. ``progress`` receives one line per finished training. ``device`` is
-    passed to :func:`tricksearch.engine.fit` (default: CUDA when available).
+    one after the other. ``progress`` receives a line per finished training: ``[i/n] …``, elapsed
+    and ~ elapsed / i × (n − i) left. ``device`` goes to :func:`tricksearch.engine.fit`.
     """
     if not isinstance(recipe, Recipe):
         raise ConfigTypeError(f"recipe: got {type(recipe).__name__}, expected a Recipe.")
@@ -412,17 +412,19 @@ def _train_rows(
         labels.setdefault(_key(row.recipe), []).append(row.label)
     jobs = [(key, r, s) for key, r in unique.items() for s in seeds]
     results: dict[str, list[dict[str, Any]]] = {key: [] for key in unique}
+    t0 = _now()
 
     def done(key: str, res: dict[str, Any]) -> None:
         results[key].append(res)
-        count = sum(map(len, results.values()))
+        count, elapsed = sum(map(len, results.values())), _now() - t0
         score = f"val_acc {res['val_acc']:.4f}" if "val_acc" in res else f"failed: {res['error']}"
+        left = f", ~{_clock(elapsed / count * (len(jobs) - count))} left" * (count < len(jobs))
         say(
             f"[{count}/{len(jobs)}] {' = '.join(labels[key])}, seed {res['seed']}: {score} "
-            f"({res['seconds']:.1f}s)"
+            f"({res['seconds']:.1f}s; {_clock(elapsed)} elapsed{left})"
         )
 
-    if parallel and _ray_available():
+    if parallel and importlib.util.find_spec("ray") is not None:
         _run_ray(jobs, data, device, done)
     else:
         if parallel:

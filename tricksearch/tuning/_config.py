@@ -61,6 +61,7 @@ class SearchConfig:
     minimal: bool = True  # look for the minimal recipe (ablation path) after the winner
     cv: int | None = None  # K-fold on train + val for the retraining and the verdict
     address: str | None = None
+    storage: str | None = None  # Ray's storage path (trial checkpoints); None: RUN/ray
     val_fraction: float = 0.15
     test_fraction: float = 0.2
     split_seed: int = 0
@@ -158,6 +159,10 @@ class SearchConfig:
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ConfigTypeError(f"{name}: got {getattr(self, name)!r}, expected a string.")
         self._check_track()
+        if self.storage is not None and (not isinstance(self.storage, str) or not self.storage):
+            raise ConfigTypeError(
+                f"storage: got {self.storage!r}, expected a folder or a URI (s3://…, gs://…)."
+            )
 
     def _check_track(self) -> None:
         """``track``: names of :data:`TRACKERS` (a single name is a list of one; repeats are

@@ -145,15 +145,38 @@ def _space_to_search(config: SearchConfig, resume: bool) -> tuple[SearchSpace, l
         return load_space(config.space), []
     kept = load_space(str(copy))
     try:
-        changed = load_space(config.space).dumps() != kept.dumps()
+        now = load_space(config.space).to_dict()
     except Exception:  # the file is gone or broken now: the copy is all there is
-        changed = True
-    if not changed:
+        return kept, [
+            f"the space {config.space!r} cannot be read now; the resume searches "
+            f"the search's own copy ({copy})"
+        ]
+    differing = _differing_keys(kept.to_dict(), now)
+    if not differing:
         return kept, []
+    shown = ", ".join(differing[:8]) + (
+        f" and {len(differing) - 8} more" if len(differing) > 8 else ""
+    )
     return kept, [
-        f"the space {config.space!r} has changed since this search started; the resume "
-        f"searches the search's own copy ({copy})"
+        f"the space {config.space!r} has changed since this search started ({shown}); a "
+        f"study cannot change its space midway, so the resume searches the search's own copy "
+        f"({copy}); start a new search with another --out to search the edited space"
     ]
+
+
+def _differing_keys(before: Any, after: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two nested dicts (added and removed too)."""
+    if not (isinstance(before, dict) and isinstance(after, dict)):
+        return [] if before == after else [prefix or "(the whole space)"]
+    keys = sorted(set(before) | set(after), key=str)
+    out: list[str] = []
+    for key in keys:
+        where = f"{prefix}.{key}" if prefix else str(key)
+        if key not in before or key not in after:
+            out.append(where)
+        else:
+            out.extend(_differing_keys(before[key], after[key], where))
+    return out
 
 
 def _check_local_gpu(config: SearchConfig) -> None:

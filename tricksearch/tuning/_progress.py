@@ -1,7 +1,9 @@
 """A concise live progress display that replaces Ray's console tables.
 
 One line: trials done / running / pruned / failed (/ stopped by the time budget), best so far,
-elapsed and estimated time left.
+elapsed and estimated time left (:func:`estimate_left`: the trial-epochs still expected under
+ASHA, over the parallel slots, at the measured seconds per trial-epoch; capped by the time
+budget).
 On a terminal the line is rewritten in place; elsewhere (logs, CI) a line is printed whenever a
 trial finishes. When trials failed, the run ends with their causes grouped, most common first
 (``failed 3 × ValueError: … (see …/error.txt)``).
@@ -9,9 +11,10 @@ trial finishes. When trials failed, the run ends with their causes grouped, most
 
 from __future__ import annotations
 
+import statistics
 import time
-from collections.abc import Mapping
-from typing import IO, Any
+from collections.abc import Mapping, Sequence
+from typing import IO, Any, NamedTuple
 
 from ray.tune import Callback
 from ray.tune.experiment import Trial
@@ -24,7 +27,14 @@ from tricksearch.tuning._failures import (
     group_failures,
 )
 
-__all__ = ["ProgressCallback", "fmt_duration"]
+__all__ = [
+    "Left",
+    "ProgressCallback",
+    "asha_epochs_left",
+    "estimate_left",
+    "fmt_duration",
+    "jobs_left",
+]
 
 
 def fmt_duration(seconds: float) -> str:
@@ -34,11 +44,94 @@ def fmt_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+class Left(NamedTuple):
+    """An estimate of the time left: ``seconds`` (None: no data yet), and whether it is the time
+    budget's remainder (the budget ends the search before the trials would)."""
+
+    seconds: float | None
+    capped: bool = False
+
+    def text(self) -> str:
+        if self.seconds is None:
+            return "estimating…"
+        if self.capped:
+            return f"≤ {fmt_duration(self.seconds)} left (time budget)"
+        return f"~{fmt_duration(self.seconds)} left"
+
+
+def asha_epochs_left(epoch: int, max_t: int, grace: int | None, rf: int | None) -> float:
+    """Expected epochs still to run for a trial at ``epoch`` under ASHA (rungs at ``grace·rfᵏ``
+    below ``max_t``; a trial goes on past a rung with probability ``1/rf``): to its next rung
+    surely, each later stretch with one more factor ``1/rf``. From epoch 0 with grace 1, rf 3,
+    max_t 9: ``1 + 2/3 + 6/9 = 2.33``. Without ASHA (``grace`` None): ``max_t - epoch``."""
+    if epoch >= max_t:
+        return 0.0
+    if grace is None or rf is None or rf < 2:
+        return float(max_t - epoch)
+    rungs = [grace * rf**k for k in range(64) if grace * rf**k < max_t] + [max_t]
+    ahead = [r for r in rungs if r > epoch]
+    left, prev, p = 0.0, epoch, 1.0
+    for rung in ahead:
+        left += (rung - prev) * p
+        prev, p = rung, p / rf
+    return left
+
+
+def estimate_left(
+    *,
+    trials_left: int,
+    running: Sequence[int],
+    slots: int,
+    seconds_per_epoch: float | None,
+    mean_epochs: float | None,
+    max_t: int,
+    grace: int | None,
+    reduction_factor: int | None,
+    budget_left: float | None = None,
+) -> Left:
+    """The search's time left: the trial-epochs still expected, over ``slots``, times
+    ``seconds_per_epoch``; the time budget's remainder ``budget_left`` when that comes first.
+
+    ``trials_left``: trials not started yet, each expected to run ``mean_epochs`` (the mean of the
+    trials finished so far) or, before any finished, what ASHA lets a new trial run
+    (:func:`asha_epochs_left` from 0). ``running``: the epochs each running trial has done (each
+    expected to run :func:`asha_epochs_left` more). The search lasts at least as long as its
+    longest single trial. No measured seconds yet: ``Left(None)`` ("estimating…"), or the
+    budget's remainder when there is a budget.
+    """
+    budget = None if budget_left is None else max(0.0, budget_left)
+    if seconds_per_epoch is None:
+        return Left(budget, capped=budget is not None)
+    per_new = (
+        mean_epochs
+        if mean_epochs is not None
+        else asha_epochs_left(0, max_t, grace, reduction_factor)
+    )
+    running_left = [asha_epochs_left(e, max_t, grace, reduction_factor) for e in running]
+    work = trials_left * per_new + sum(running_left)
+    longest = max([*running_left, per_new if trials_left else 0.0])
+    seconds = max(work / max(1, slots), longest) * seconds_per_epoch
+    if budget is not None and budget < seconds:
+        return Left(budget, capped=True)
+    return Left(seconds)
+
+
+def jobs_left(mean_seconds: float, left: int, slots: int) -> float:
+    """Seconds left for ``left`` jobs of ``mean_seconds`` each, ``slots`` at a time (one job's
+    time at least while any is left)."""
+    if left <= 0:
+        return 0.0
+    return mean_seconds * left / max(1, min(slots, left))
+
+
 class ProgressCallback(Callback):
     """Counts trial outcomes and prints one status line; keeps the cause of each failed trial.
 
     ``failures``: trial id -> :class:`Failure` (``RecordingASHA.failures``, filled before Ray
-    calls :meth:`on_trial_error`).
+    calls :meth:`on_trial_error`). The estimate of the time left (:func:`estimate_left`) reads
+    ``slots`` (default: the most trials seen running at once), ASHA's ``grace`` and
+    ``reduction_factor`` (default: no ASHA, every trial runs ``max_t`` epochs, until trials have
+    finished: then their mean) and ``time_budget`` (seconds from now; None: none).
     """
 
     def __init__(
@@ -53,6 +146,10 @@ class ProgressCallback(Callback):
         best: tuple[float, str] | None = None,
         pruned_by_scheduler: set[str] | None = None,
         failures: Mapping[str, Failure] | None = None,
+        slots: int | None = None,
+        grace: int | None = None,
+        reduction_factor: int | None = None,
+        time_budget: float | None = None,
     ) -> None:
         self._pruned_by_scheduler = pruned_by_scheduler  # RecordingASHA.pruned
         self._failures = failures if failures is not None else {}  # RecordingASHA.failures
@@ -70,6 +167,14 @@ class ProgressCallback(Callback):
         self.failed = 0
         self.stopped = 0  # cut by the time budget (before or after their first epoch)
         self.best = best
+        self.slots = slots
+        self.grace = grace
+        self.reduction_factor = reduction_factor
+        self.time_budget = time_budget
+        self._peak = 0  # the most trials running at once
+        self._epochs: dict[str, int] = {}  # running trial -> epochs done
+        self._finished_epochs: list[int] = []  # one per trial ended here (not by the budget)
+        self._epoch_seconds = [0.0, 0]  # seconds of the trial-epochs measured, their number
         self.t0 = time.monotonic()
         self._last_draw = 0.0
 
@@ -84,11 +189,17 @@ class ProgressCallback(Callback):
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         self.running.add(trial.trial_id)
+        self._peak = max(self._peak, len(self.running))
         self._draw(force=False)
 
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
     ) -> None:
+        self._epochs[trial.trial_id] = int(result.get("training_iteration") or 0)
+        seconds = result.get("time_this_iter_s", result.get("epoch_seconds"))
+        if isinstance(seconds, (int, float)) and seconds >= 0:
+            self._epoch_seconds[0] += float(seconds)
+            self._epoch_seconds[1] += 1
         self._draw(force=False)
 
     def on_trial_complete(
@@ -98,6 +209,7 @@ class ProgressCallback(Callback):
             self.on_trial_error(iteration, trials, trial)
             return
         self.running.discard(trial.trial_id)
+        self._epochs.pop(trial.trial_id, None)
         self.done += 1
         result = trial.last_result or {}
         value = result.get(self.metric)
@@ -107,7 +219,10 @@ class ProgressCallback(Callback):
             step < self.max_t and by_scheduler is not None and trial.trial_id not in by_scheduler
         ):
             self.stopped += 1  # cut by the time budget
-        elif step < self.max_t:
+            self._draw(force=True)
+            return
+        self._finished_epochs.append(int(step))
+        if step < self.max_t:
             self.pruned += 1
         elif value is not None:
             better = self.best is None or (
@@ -121,6 +236,7 @@ class ProgressCallback(Callback):
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         self.running.discard(trial.trial_id)
+        self._finished_epochs.append(self._epochs.pop(trial.trial_id, 0))
         self.done += 1
         self.failed += 1
         failure = self._failures.get(trial.trial_id)
@@ -145,14 +261,27 @@ class ProgressCallback(Callback):
         """``"  failed 3 × ValueError: … (see …/error.txt)"``, one per cause."""
         return [f"  failed {format_group(g)}" for g in self.failure_groups()]
 
+    def left(self, elapsed: float) -> Left:
+        """The estimate of the time left, from what the trials of this run have shown so far."""
+        running = [self._epochs.get(t, 0) for t in self.running]
+        seconds, count = self._epoch_seconds
+        return estimate_left(
+            trials_left=max(0, self.total - self.done - len(running)),
+            running=running,
+            slots=self.slots or max(1, self._peak),
+            seconds_per_epoch=seconds / count if count else None,
+            mean_epochs=(
+                statistics.fmean(self._finished_epochs) if self._finished_epochs else None
+            ),
+            max_t=self.max_t,
+            grace=self.grace,
+            reduction_factor=self.reduction_factor,
+            budget_left=None if self.time_budget is None else self.time_budget - elapsed,
+        )
+
     def line(self) -> str:
         elapsed = time.monotonic() - self.t0
-        finished_here = self.done - self.start_done
-        if finished_here > 0 and self.done < self.total:
-            left = elapsed / finished_here * (self.total - self.done)
-            eta = f", ~{fmt_duration(left)} left"
-        else:
-            eta = ""
+        eta = f", {self.left(elapsed).text()}" if self.done < self.total else ""
         best = "-" if self.best is None else f"{self.best[0]:.4f}"
         return (
             f"[{self.done:>{len(str(self.total))}}/{self.total}] running {len(self.running)}  "

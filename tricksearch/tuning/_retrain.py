@@ -82,11 +82,16 @@ def run_jobs(
     out: IO[str] | None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the jobs as Ray tasks with a trial's resources; a line of progress as each ends.
+    """Run the jobs as Ray tasks with a trial's resources; a line of progress as each ends, with
+    the time elapsed and an estimate of the time left (``_progress.jobs_left``: the mean seconds
+    of the jobs finished × the jobs left / the parallel slots).
 
     ``on_result`` is called with each result as it arrives (on the driver); by default, the
     tracking of ``config.track`` (``_tracking.retrain_hook``: TensorBoard), or nothing."""
+    import time
+
     from tricksearch.tuning._parallel import map_tasks
+    from tricksearch.tuning._progress import fmt_duration, jobs_left
     from tricksearch.tuning._trainable import retrain_one
 
     if on_result is None and config.track:
@@ -95,6 +100,7 @@ def run_jobs(
         on_result = retrain_hook(config)
     results: list[dict[str, Any]] = []
     tasks = [(job.recipe, job.seed) for job in jobs]
+    t0, seconds, slots = time.monotonic(), [], _slots(config)
     for i, res in map_tasks(
         retrain_one,
         tasks,
@@ -111,5 +117,29 @@ def run_jobs(
         if on_result is not None:
             on_result(res)
         score = f"val_acc {res['val_acc']:.4f}" if "val_acc" in res else "failed"
-        say(out, f"  retrained {len(results)}/{len(jobs)}: {label} seed {seed}: {score}")
+        if isinstance(res.get("seconds"), (int, float)):
+            seconds.append(float(res["seconds"]))
+        elapsed, left = time.monotonic() - t0, len(jobs) - len(results)
+        eta = ""
+        if left:
+            mean = sum(seconds) / len(seconds) if seconds else elapsed / len(results)
+            eta = f", ~{fmt_duration(jobs_left(mean, left, slots))} left"
+        say(
+            out,
+            f"  retrained {len(results)}/{len(jobs)}: {label} seed {seed}: {score}  "
+            f"({fmt_duration(elapsed)} elapsed{eta})",
+        )
     return results
+
+
+def _slots(config: SearchConfig) -> int:
+    """How many trainings Ray runs at once with a trial's resources (1 when Ray is not up)."""
+    import ray
+
+    if not ray.is_initialized():
+        return 1
+    have = ray.cluster_resources()
+    slots = int(have.get("CPU", 1) // config.cpus_per_trial) if config.cpus_per_trial else 1
+    if config.gpus_per_trial:
+        slots = min(slots, int(have.get("GPU", 0) // config.gpus_per_trial))
+    return max(1, slots)

@@ -93,6 +93,8 @@ def run_search(
             f"`{resume_hint(config)}` or choose another --out."
         )
     _check_out(run_dir)  # before anything is loaded or trained
+    if config.storage:
+        _check_storage(config.storage)
     stream: IO[str] | None = None if quiet else sys.stdout
     try:
         # SIGTERM and SIGHUP stop the search as Ctrl-C does, at every phase.
@@ -106,7 +108,10 @@ def run_search(
             except OSError as exc:
                 why = exc.strerror or exc
                 raise ConfigError(f"out: cannot create {str(run_dir)!r} ({why}).") from None
-            with run_folder_lock(run_dir):
+            taken: list[str] = []
+            with run_folder_lock(run_dir, taken):
+                for note in taken:
+                    say(stream, f"note: {note}")
                 if not resume and (run_dir / "search.json").exists():  # started meanwhile
                     raise ConfigError(f"out: {str(run_dir)!r} already holds a search.")
                 return _open_and_search(prep, resume=resume, quiet=quiet, stream=stream)
@@ -232,21 +237,38 @@ def _not_started(config: SearchConfig, resume: bool) -> str:
     )
 
 
-def _check_out(run_dir: Path) -> None:
+def _check_storage(storage: str) -> None:
+    """``--storage``: a URI pyarrow can open (credentials included), or a folder that can be
+    made; one line otherwise, before Ray starts."""
+    if "://" not in storage:
+        _check_out(Path(storage).expanduser().resolve(), field="storage")
+        return
+    import pyarrow.fs
+
+    try:
+        pyarrow.fs.FileSystem.from_uri(storage)
+    except Exception as exc:  # unknown scheme, missing credentials, no such bucket …
+        raise ConfigError(
+            f"storage: cannot open {storage!r} ({str(exc).strip().splitlines()[0]}); expected a "
+            "folder or a URI pyarrow can open (s3://bucket/path, gs://bucket/path)."
+        ) from None
+
+
+def _check_out(run_dir: Path, field: str = "out") -> None:
     """Refuse a run folder that cannot be made: its nearest existing parent is a file, or a
     folder this user cannot write to."""
     parent = run_dir
     while not parent.exists():
         parent = parent.parent
     if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"out: {str(run_dir)!r} is a file; expected a folder for the run.")
+        raise ConfigError(f"{field}: {str(run_dir)!r} is a file; expected a folder for the run.")
     if not parent.is_dir():
         raise ConfigError(
-            f"out: cannot create {str(run_dir)!r}: {str(parent)!r} is a file, not a folder."
+            f"{field}: cannot create {str(run_dir)!r}: {str(parent)!r} is a file, not a folder."
         )
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(
-            f"out: cannot create {str(run_dir)!r}: no permission to write in {str(parent)!r}."
+            f"{field}: cannot create {str(run_dir)!r}: no permission to write in {str(parent)!r}."
         )
 
 

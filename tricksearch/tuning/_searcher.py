@@ -137,8 +137,16 @@ def trial_failure(trial: Trial) -> Failure:
 
 
 def _write_traceback(trial: Trial, text: str) -> str | None:
-    """``error.txt`` in the trial's folder (as Ray writes for a trial that raised); its path."""
-    with _suppress(OSError, TypeError):
+    """``error.txt`` in the trial's folder of Ray's storage (as Ray writes for a trial that
+    raised: the run folder's ``ray/``, or ``--storage``, a URI too); its path."""
+    storage = getattr(trial, "storage", None)
+    with _suppress(Exception):
+        if storage is not None:  # a pyarrow filesystem: local, s3://, gs://
+            fs, folder = storage.storage_filesystem, storage.trial_fs_path
+            fs.create_dir(folder)
+            with fs.open_output_stream(f"{folder}/error.txt") as out:
+                out.write(text.encode())
+            return f"{folder}/error.txt"
         path = Path(trial.path, "error.txt")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

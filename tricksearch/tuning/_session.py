@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,9 +77,11 @@ LOCK_FILE = ".search.lock"
 
 
 @contextlib.contextmanager
-def run_folder_lock(run_dir: Path) -> Iterator[None]:
+def run_folder_lock(run_dir: Path, notes: list[str] | None = None) -> Iterator[None]:
     """Hold the run folder for this process: a second search (or resume) on the same ``--out``
-    while this one runs is refused in one line, instead of both writing into one study."""
+    while this one runs is refused in one line naming the holder (process, host, start time),
+    instead of both writing into one study. The lock is the kernel's (``flock``), so it ends
+    with its process; a file naming a process that is gone is taken over, said in ``notes``."""
     import fcntl
 
     handle = (run_dir / LOCK_FILE).open("a+")
@@ -86,23 +89,42 @@ def run_folder_lock(run_dir: Path) -> Iterator[None]:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.seek(0)
-        pid = handle.read().strip() or "?"
+        holder = _holder(handle.read())
         handle.close()
         raise ConfigError(
-            f"out: another search is running in {str(run_dir)!r} (process {pid}); wait for it "
+            f"out: another search is running in {str(run_dir)!r} ({holder}); wait for it "
             "to end (or stop it, then --resume), or choose another --out."
         ) from None
     handle.seek(0)
-    if handle.read() != f"{os.getpid()}\n":  # unchanged when this process held it before
+    before = handle.read()
+    mine = before.split(maxsplit=1)[:1] == [str(os.getpid())]  # this process held it before
+    if before.strip() and not mine and notes is not None:
+        notes.append(f"took over the lock of {_holder(before)}, which no longer runs")
+    if not mine:
         handle.seek(0)
         handle.truncate()
-        handle.write(f"{os.getpid()}\n")
+        started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        handle.write(f"{os.getpid()} {socket.gethostname()} {started}\n")
         handle.flush()
     try:
         yield
     finally:
+        if not mine:  # a clean end leaves no holder behind (a killed one does: taken over)
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
+
+
+def _holder(text: str) -> str:
+    """``process 4242 on host-a since 2026-12-02T07:40:00+0000`` from a lock file's line."""
+    parts = text.split()
+    if not parts:
+        return "process ?"
+    where = f" on {parts[1]}" if len(parts) > 1 else ""
+    since = f" since {parts[2]}" if len(parts) > 2 else ""
+    return f"process {parts[0]}{where}{since}"
 
 
 @contextlib.contextmanager

@@ -193,8 +193,7 @@ def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> TrialFaults:
         tune.with_parameters(run_trial, ctx=job.ctx),
         {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
     )
-    ray_dir = job.run_dir / "ray"
-    session = len(list(ray_dir.glob("tune-*"))) if ray_dir.exists() else 0
+    name, storage_path = _experiment(job)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -208,8 +207,8 @@ def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> TrialFaults:
             time_budget_s=config.time_budget,
         ),
         run_config=tune.RunConfig(
-            name=f"tune-{session}",
-            storage_path=str(ray_dir),
+            name=name,
+            storage_path=storage_path,
             verbose=0,
             callbacks=[progress, faults, *tracking_callbacks(job, searcher)],
             # A lost worker or node: the trial restarts from its newest checkpoint (an error in
@@ -220,6 +219,19 @@ def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> TrialFaults:
     )
     tuner.fit()
     return faults
+
+
+def _experiment(job: TuneJob) -> tuple[str, str]:
+    """Ray's experiment name and storage path: ``tune-N`` under the run folder's ``ray/`` (N
+    counts the runs a resume added), or ``--storage`` with a name unique to this run and time
+    (several searches may share one storage)."""
+    import time
+
+    if job.config.storage:
+        return f"{job.run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}", job.config.storage
+    ray_dir = job.run_dir / "ray"
+    session = len(list(ray_dir.glob("tune-*"))) if ray_dir.exists() else 0
+    return f"tune-{session}", str(ray_dir)
 
 
 def _scheduler(job: TuneJob) -> RecordingASHA:

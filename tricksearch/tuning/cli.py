@@ -143,6 +143,11 @@ def _add_resources(g: argparse._ArgumentGroup, d: SearchConfig) -> None:
         "retried",
     )
     g.add_argument("--address", help="join an existing Ray cluster (e.g. ray://host:10001)")
+    g.add_argument(
+        "--storage",
+        help="where Ray writes the trials' checkpoints: a folder every node reaches, or a URI "
+        "(s3://bucket/path, gs://…; pyarrow filesystems) (default: the run folder's ray/)",
+    )
 
 
 def _add_retraining(g: argparse._ArgumentGroup, d: SearchConfig) -> None:
@@ -263,6 +268,7 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         minimal=args.minimal,
         cv=args.cv,
         address=args.address,
+        storage=args.storage,
         track=tuple(args.track or ()),
     )
     run_search(config)
