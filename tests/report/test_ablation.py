@@ -53,6 +53,20 @@ def fake_training(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     return calls
 
 
+def test_progress_lines_carry_elapsed_and_the_estimate(fake_training, monkeypatch) -> None:
+    import itertools
+
+    ticks = itertools.count(0)
+    monkeypatch.setattr(ab, "_now", lambda: next(ticks) * 10.0)  # each training: 10 s
+    lines: list[str] = []
+    ablate(Recipe.from_dict(THREE), seeds=3, progress=lines.append)
+    assert len(lines) == 24
+    assert lines[0].startswith("[1/24] recipe, seed 0: val_acc ")
+    assert lines[0].endswith("(0.0s; 0:10 elapsed, ~3:50 left)")  # 10 s each, 23 to go
+    assert lines[11].startswith("[12/24] ") and lines[11].endswith("; 2:00 elapsed, ~2:00 left)")
+    assert lines[-1].startswith("[24/24] ") and lines[-1].endswith("(0.0s; 4:00 elapsed)")
+
+
 def test_rows_deltas_and_noise(fake_training) -> None:
     lines: list[str] = []
     res = ablate(Recipe.from_dict(THREE), seeds=3, progress=lines.append)

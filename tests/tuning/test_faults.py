@@ -101,6 +101,7 @@ def test_checkpoint_peak_counts_the_two_kept_per_running_trial() -> None:
         "no trial lost its worker"
     )
     assert "3 restarts after a lost worker" in faults_line(3, 0)
+    assert faults_line(0, 0, checkpoints=False).startswith("checkpoints: off (--max-retries 0")
 
 
 def _searcher(tmp_path: Path, scheduler: RecordingASHA) -> TruthfulOptunaSearch:

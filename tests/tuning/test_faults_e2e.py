@@ -126,7 +126,7 @@ def test_a_hung_trial_is_stopped_by_the_trial_timeout(tmp_path: Path) -> None:
     markers.mkdir()
     model = functools.partial(Fragile, markers=str(markers), times=1, fault="hang")
     t0 = time.monotonic()
-    _search(tmp_path / "run", model, trial_timeout=25)
+    _search(tmp_path / "run", model, trial_timeout=25, max_retries=0)  # no checkpoints
     assert time.monotonic() - t0 < 600
     study = optuna.load_study(
         study_name="tricksearch", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}"
@@ -135,6 +135,7 @@ def test_a_hung_trial_is_stopped_by_the_trial_timeout(tmp_path: Path) -> None:
     assert len(failed) == 1 and failed[0].user_attrs["error"].startswith("timeout after ")
     assert "(--trial-timeout 25 s)" in failed[0].user_attrs["error"]
     assert len(study.trials) == 4  # the others ran on
+    assert _summary(tmp_path / "run")["checkpoint_peak_bytes"] == 0
 
 
 # --- a real two-node cluster on this machine ---------------------------------------------------

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tricksearch._clock import fmt_duration
 from tricksearch.data._sources import RawDataset
 from tricksearch.errors import DataError
 
@@ -66,7 +67,7 @@ class _Progress:
         left = elapsed / max(1, done) * (self.total - done)
         line = (
             f"{self.label}: read {done}/{self.total} images ({100 * done // self.total}%), "
-            f"{_clock(elapsed)} elapsed" + (f", ~{_clock(left)} left" if left else "")
+            f"{fmt_duration(elapsed)} elapsed" + (f", ~{fmt_duration(left)} left" if left else "")
         )
         if self.tty:
             self.stream.write("\r\033[K" + line)
@@ -83,10 +84,6 @@ class _Progress:
             self.stream.write("\n")
             self.stream.flush()
             self.open = False
-
-
-def _clock(seconds: float) -> str:
-    return f"{round(seconds) // 60}:{round(seconds) % 60:02d}"
 
 
 def _class_folders(root: Path) -> list[str]:

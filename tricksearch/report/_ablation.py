@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tricksearch._clock import fmt_duration
 from tricksearch.errors import ConfigError, ConfigTypeError
 from tricksearch.recipe import Recipe
 from tricksearch.tricks._base import TrickSpec, registered_tricks
@@ -226,10 +227,6 @@ def _seed_word(row: AblationRow, n: int) -> str:
     return f"{len(row.val_acc)}/{n}" if row.failed else str(n)
 
 
-def _clock(seconds: float) -> str:
-    return f"{round(seconds) // 60}:{round(seconds) % 60:02d}"
-
-
 def _wrap(text: str, width: int = 100) -> str:
     return "\n".join(textwrap.wrap(text, width))
 
@@ -418,10 +415,12 @@ def _train_rows(
         results[key].append(res)
         count, elapsed = sum(map(len, results.values())), _now() - t0
         score = f"val_acc {res['val_acc']:.4f}" if "val_acc" in res else f"failed: {res['error']}"
-        left = f", ~{_clock(elapsed / count * (len(jobs) - count))} left" * (count < len(jobs))
+        left = f", ~{fmt_duration(elapsed / count * (len(jobs) - count))} left" * (
+            count < len(jobs)
+        )
         say(
             f"[{count}/{len(jobs)}] {' = '.join(labels[key])}, seed {res['seed']}: {score} "
-            f"({res['seconds']:.1f}s; {_clock(elapsed)} elapsed{left})"
+            f"({res['seconds']:.1f}s; {fmt_duration(elapsed)} elapsed{left})"
         )
 
     if parallel and importlib.util.find_spec("ray") is not None:

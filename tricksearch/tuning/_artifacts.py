@@ -64,8 +64,10 @@ class Timings:
     checkpoint_peak_bytes: int = 0  # the most the trials' checkpoints held on disk at once
 
 
-def faults_line(retries: int, peak_bytes: int) -> str:
+def faults_line(retries: int, peak_bytes: int, *, checkpoints: bool = True) -> str:
     """What the trials' checkpoints cost and bought: the disk they held at most, the restarts."""
+    if not checkpoints:
+        return "checkpoints: off (--max-retries 0: a trial that loses its worker fails)"
     restarts = (
         "no trial lost its worker"
         if not retries

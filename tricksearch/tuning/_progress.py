@@ -19,6 +19,7 @@ from typing import IO, Any, NamedTuple
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from tricksearch._clock import fmt_duration
 from tricksearch.tuning._failures import (
     UNKNOWN_CAUSE,
     Failure,
@@ -35,13 +36,6 @@ __all__ = [
     "fmt_duration",
     "jobs_left",
 ]
-
-
-def fmt_duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 class Left(NamedTuple):

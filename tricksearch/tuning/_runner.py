@@ -185,7 +185,7 @@ def _search_in_ray(prep: Prepared, job: TuneJob, *, quiet: bool) -> SearchResult
             t_tune = time.monotonic()
             faults = run_tune(job, slots=session.slots, out=out)
             tune_seconds = time.monotonic() - t_tune
-            say(out, faults_line(faults.retries, faults.peak_bytes))
+            say(out, faults_line(faults.retries, faults.peak_bytes, checkpoints=job.ctx.checkpoint))
         records = close_study(job.storage)
         backup_study(run_dir)
         line = time_budget_line(outcome_counts(records), config)
@@ -285,4 +285,5 @@ def _trial_context(prep: Prepared) -> TrialContext:
         model_factory=prep.model_factory,
         cache_dir=str(prep.run_dir / "cache"),
         cv=prep.config.cv,
+        checkpoint=prep.config.max_retries > 0,
     )

@@ -46,6 +46,7 @@ class TrialContext:
     model_factory: Callable[..., nn.Module] | None = None
     cache_dir: str | None = None
     cv: int | None = None  # the retraining's K folds on train + val (``--cv``); None: one split
+    checkpoint: bool = True  # trials checkpoint every epoch (off with --max-retries 0: unused)
 
 
 def _setup(ctx: TrialContext, recipe: Recipe) -> None:
@@ -91,7 +92,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
 
     def report(m: EpochMetrics, state: dict[str, Any]) -> None:
         in_ray[0] = True
-        _report_epoch(m, state)
+        _report_epoch(m, state, checkpoint=ctx.checkpoint)
         in_ray[0] = False
         epochs_done[0] = m.epoch
 
@@ -124,7 +125,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         )
 
 
-def _report_epoch(m: EpochMetrics, state: dict[str, Any]) -> None:
+def _report_epoch(m: EpochMetrics, state: dict[str, Any], *, checkpoint: bool = True) -> None:
     """One epoch's metrics to Ray Tune, with the training state as the trial's checkpoint (Ray
     copies it to the run's storage; the temporary folder is removed after)."""
     import tempfile
@@ -133,22 +134,23 @@ def _report_epoch(m: EpochMetrics, state: dict[str, Any]) -> None:
 
     from tricksearch.engine.state import save_state
 
+    metrics = {
+        "val_acc": m.val_acc,
+        "val_loss": m.val_loss,
+        "train_loss": m.train_loss,
+        "lr": m.lr,
+        "epoch": m.epoch,
+        "epoch_seconds": m.epoch_seconds,
+        # the trial's own training (+ val) time so far, the epochs before a restart too
+        "train_seconds": sum(h["epoch_seconds"] for h in state["history"]),
+    }
+    if not checkpoint:
+        tune.report(metrics)
+        return
     with tempfile.TemporaryDirectory(prefix="tricksearch-state-") as folder:
         path = save_state(state, Path(folder) / STATE_FILE)
-        tune.report(
-            {
-                "val_acc": m.val_acc,
-                "val_loss": m.val_loss,
-                "train_loss": m.train_loss,
-                "lr": m.lr,
-                "epoch": m.epoch,
-                "epoch_seconds": m.epoch_seconds,
-                # the trial's own training (+ val) time so far, the epochs before a restart too
-                "train_seconds": sum(h["epoch_seconds"] for h in state["history"]),
-                "checkpoint_bytes": path.stat().st_size,
-            },
-            checkpoint=tune.Checkpoint.from_directory(folder),
-        )
+        metrics["checkpoint_bytes"] = path.stat().st_size
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def restored_state() -> dict[str, Any] | None:

@@ -187,6 +187,10 @@ def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> TrialFaults:
         stream=out,
         pruned_by_scheduler=scheduler.pruned,
         failures=scheduler.failures,
+        slots=slots,
+        grace=config.grace,
+        reduction_factor=config.reduction_factor,
+        time_budget=config.time_budget,
     )
     faults = TrialFaults(scheduler, timeout=config.trial_timeout, run_dir=job.run_dir)
     trainable = tune.with_resources(
