@@ -88,11 +88,12 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     from tricksearch.tuning._failures import cause_line
 
     in_ray = [False]  # an exception raised by Ray's own report is Ray's to handle
-    epochs_done = [0]
+    epochs_done, spent = [0], [0.0]  # epochs and training seconds so far (restarts included)
 
-    def report(m: EpochMetrics, state: dict[str, Any]) -> None:
+    def report(m: EpochMetrics, state: dict[str, Any] | None = None) -> None:
+        spent[0] += m.epoch_seconds
         in_ray[0] = True
-        _report_epoch(m, state, checkpoint=ctx.checkpoint)
+        _report_epoch(m, spent[0], state)
         in_ray[0] = False
         epochs_done[0] = m.epoch
 
@@ -100,13 +101,17 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         recipe = ctx.space.to_recipe(Recipe.from_dict(ctx.base), config)
         _setup(ctx, recipe)
         data = _data_for(recipe, ctx)
-        resume = restored_state()
-        epochs_done[0] = 0 if resume is None else int(resume["epoch"])
+        resume = restored_state() if ctx.checkpoint else None
+        if resume is not None:
+            epochs_done[0] = int(resume["epoch"])
+            spent[0] = sum(h["epoch_seconds"] for h in resume["history"])
         fit(
             recipe,
             model=ctx.model_factory,
             data=data,
-            on_state=report,
+            # the training state only when it is kept (capturing it copies the model)
+            on_state=report if ctx.checkpoint else None,
+            on_epoch=None if ctx.checkpoint else report,
             resume=resume,
             device=ctx.device,
         )
@@ -125,9 +130,9 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         )
 
 
-def _report_epoch(m: EpochMetrics, state: dict[str, Any], *, checkpoint: bool = True) -> None:
-    """One epoch's metrics to Ray Tune, with the training state as the trial's checkpoint (Ray
-    copies it to the run's storage; the temporary folder is removed after)."""
+def _report_epoch(m: EpochMetrics, train_seconds: float, state: dict[str, Any] | None) -> None:
+    """One epoch's metrics to Ray Tune, with the training state (when given) as the trial's
+    checkpoint (Ray copies it to the run's storage; the temporary folder is removed after)."""
     import tempfile
 
     from ray import tune
@@ -141,10 +146,9 @@ def _report_epoch(m: EpochMetrics, state: dict[str, Any], *, checkpoint: bool = 
         "lr": m.lr,
         "epoch": m.epoch,
         "epoch_seconds": m.epoch_seconds,
-        # the trial's own training (+ val) time so far, the epochs before a restart too
-        "train_seconds": sum(h["epoch_seconds"] for h in state["history"]),
+        "train_seconds": train_seconds,  # the trial's own training (+ val) time so far
     }
-    if not checkpoint:
+    if state is None:
         tune.report(metrics)
         return
     with tempfile.TemporaryDirectory(prefix="tricksearch-state-") as folder:
