@@ -161,6 +161,41 @@ def _ray(
     )
 
 
+@contextlib.contextmanager
+def _cluster(head_cpus: int, node_cpus: int, node_python: str | None = None, node_cwd=None):
+    """A real two-node Ray cluster on this machine: a head and a second node with their own temp
+    dirs (short: Ray's socket paths must stay under 107 bytes) and ports, token auth as Ray 2.60
+    uses when a token exists. Yields (address, environment for clients, second node's temp dir);
+    ``ray stop --force`` at the end."""
+    import secrets
+
+    env = os.environ | {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(16),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+    address = f"127.0.0.1:{_free_port()}"
+    common = ["--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
+    head = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))
+    second = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))
+    try:
+        started = _ray(
+            "start", "--head", "--port", address.split(":")[1], "--num-cpus", str(head_cpus),
+            "--include-dashboard", "false", "--temp-dir", str(head), *common, env=env,
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        joined = _ray(
+            "start", "--address", address, "--num-cpus", str(node_cpus), "--temp-dir",
+            str(second), *common, env=env, python=node_python, cwd=node_cwd,
+        )  # fmt: skip
+        assert joined.returncode == 0, joined.stderr
+        yield address, env, second
+    finally:
+        _ray("stop", "--force", env=env)
+        shutil.rmtree(head, ignore_errors=True), shutil.rmtree(second, ignore_errors=True)
+
+
 def _node_pids(temp_dir: Path) -> list[int]:
     """The processes of the node started with ``--temp-dir temp_dir`` (its raylet and helpers)."""
     out = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout
@@ -168,51 +203,15 @@ def _node_pids(temp_dir: Path) -> list[int]:
 
 
 def test_a_lost_node_of_a_two_node_cluster_costs_no_trial(tmp_path: Path) -> None:
-    """Head and a second node (one CPU each, own temp dirs and ports, token auth as Ray 2.60
-    defaults to); the second node is killed while both run a trial: the search ends with every
-    trial finished (the lost one retried on the head from its checkpoint) and a recipe."""
-    import secrets
-
-    port = _free_port()
-    env = os.environ | {
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN": secrets.token_hex(16),
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
-    common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
-    # Short temp dirs: Ray's socket paths must stay under 107 bytes.
-    head = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))
-    second = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))
-    started = _ray(
-        "start",
-        "--head",
-        "--port",
-        str(port),
-        "--include-dashboard",
-        "false",
-        "--temp-dir",
-        str(head),
-        *common,
-        env=env,
-    )
-    assert started.returncode == 0, started.stderr
-    try:
-        joined = _ray(
-            "start",
-            "--address",
-            f"127.0.0.1:{port}",
-            "--temp-dir",
-            str(second),
-            *common,
-            env=env,
-        )
-        assert joined.returncode == 0, joined.stderr
+    """Head and a second node, one CPU each; the second node is killed while both run a trial:
+    the search ends with every trial finished (the lost one retried on the head from its
+    checkpoint) and a recipe."""
+    with _cluster(head_cpus=1, node_cpus=1) as (address, env, second):
         run = tmp_path / "run"
         flags = (
             f"--dataset digits --model cnn-small --space minimal --trials 4 --epochs 24 "
             f"--grace-period 24 --seeds 1 --top-k 1 --tuned-baseline 0 --no-minimal "
-            f"--address 127.0.0.1:{port}"
+            f"--address {address}"
         )
         cmd = [sys.executable, "-m", "tricksearch", "search", *flags.split(), "--out", str(run)]
         proc = subprocess.Popen(
@@ -243,9 +242,6 @@ def test_a_lost_node_of_a_two_node_cluster_costs_no_trial(tmp_path: Path) -> Non
         assert len(states) == 4 and "FAIL" not in states and "RUNNING" not in states
         assert _summary(run)["retries"] >= 1
         assert "restart" in out and (run / "best_recipe.yaml").is_file()
-    finally:
-        _ray("stop", "--force", env=env)
-        shutil.rmtree(head, ignore_errors=True), shutil.rmtree(second, ignore_errors=True)
 
 
 def test_the_node_check_names_a_node_that_cannot_see_the_data(tmp_path: Path) -> None:
@@ -370,52 +366,16 @@ def test_a_node_without_tricksearch_gets_it_shipped(tmp_path: Path) -> None:
     """The issue's cluster case: a worker node whose Python lacks tricksearch. The head has no
     CPU, so every trial and retraining runs there; the search ships its package (runtime_env
     py_modules), the node check passes, and the search ends with a recipe."""
-    import secrets
-
     python = _python_without_tricksearch(tmp_path / "venv")
-    port = _free_port()
-    env = os.environ | {
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN": secrets.token_hex(16),
-        "RAY_USAGE_STATS_ENABLED": "0",
-    }
-    common = ["--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
-    head = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))
-    worker = Path(tempfile.mkdtemp(prefix="rw", dir="/tmp"))
-    started = _ray(
-        "start",
-        "--head",
-        "--port",
-        str(port),
-        "--num-cpus",
-        "0",
-        "--include-dashboard",
-        "false",
-        "--temp-dir",
-        str(head),
-        *common,
-        env=env,
-    )
-    assert started.returncode == 0, started.stderr
-    try:
-        joined = _ray(
-            "start",
-            "--address",
-            f"127.0.0.1:{port}",
-            "--num-cpus",
-            "2",
-            "--temp-dir",
-            str(worker),
-            *common,
-            env=env,
-            python=python,
-            cwd=tmp_path,
-        )
-        assert joined.returncode == 0, joined.stderr
+    with _cluster(head_cpus=0, node_cpus=2, node_python=python, node_cwd=tmp_path) as (
+        address,
+        env,
+        _,
+    ):
         run = tmp_path / "run"
         flags = (
             "--dataset digits --model cnn-small --space minimal --trials 3 --epochs 2 "
-            f"--seeds 1 --top-k 1 --tuned-baseline 0 --no-minimal --address 127.0.0.1:{port}"
+            f"--seeds 1 --top-k 1 --tuned-baseline 0 --no-minimal --address {address}"
         )
         done = subprocess.run(
             [sys.executable, "-m", "tricksearch", "search", *flags.split(), "--out", str(run)],
@@ -429,6 +389,3 @@ def test_a_node_without_tricksearch_gets_it_shipped(tmp_path: Path) -> None:
         states = [s for s, _ in _values(run)]
         assert len(states) == 3 and set(states) <= {"COMPLETE", "PRUNED"}, states
         assert (run / "best_recipe.yaml").is_file()
-    finally:
-        _ray("stop", "--force", env=env)
-        shutil.rmtree(head, ignore_errors=True), shutil.rmtree(worker, ignore_errors=True)
