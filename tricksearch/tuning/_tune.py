@@ -231,8 +231,11 @@ def _experiment(job: TuneJob) -> tuple[str, str]:
     (several searches may share one storage)."""
     import time
 
-    if job.config.storage:
-        return f"{job.run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}", job.config.storage
+    storage = job.config.storage
+    if storage:
+        if "://" not in storage:  # Ray wants an absolute path (or a URI)
+            storage = str(Path(storage).expanduser().resolve())
+        return f"{job.run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}", storage
     ray_dir = job.run_dir / "ray"
     session = len(list(ray_dir.glob("tune-*"))) if ray_dir.exists() else 0
     return f"tune-{session}", str(ray_dir)
