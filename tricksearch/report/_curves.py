@@ -9,13 +9,13 @@ epoch 1, 2, …). A run folder written before curves were recorded has neither: 
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tricksearch._numbers import finite_number as _finite
 from tricksearch.report._plots import _ACCENT, _GOOD, _NEUTRAL, _figure, _save
 
 __all__ = ["FIGURE", "Curve", "best_label", "curves_section", "learning_curves", "seed_curves"]
@@ -38,10 +38,6 @@ class Curve:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     n_seeds: int
-
-
-def _finite(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def seed_curves(candidate: Mapping[str, Any]) -> list[list[float]]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tricksearch._numbers import finite_number as _finite
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -244,7 +246,3 @@ def plot_recipe_vs_baseline(evidence: dict[str, Any], path: Path) -> Path:
     ax.legend(loc="upper left", ncol=2)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
-
-
-def _finite(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
+
+from tricksearch._numbers import finite_number as _finite
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
@@ -138,10 +139,6 @@ def _writer(path: Path) -> Any:
 def _as_text(recipe: str) -> str:
     """The recipe as TensorBoard's text plugin shows it: a markdown code block."""
     return "\n".join("    " + line for line in recipe.splitlines())
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class TensorBoardCallback(Callback):
