@@ -62,9 +62,21 @@ class DatasetSplits:
     std: tuple[float, ...]
     info: dict[str, Any] = field(default_factory=dict, repr=False)
     kind: str = "image"
+    #: Training samples without labels (same dtype and sample shape as ``x_train``), for the
+    #: semi-supervised tricks; None when the dataset has none.
+    x_unlabeled: Tensor | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_kind(self.kind, f"dataset {self.name!r}: kind")
+        if self.x_unlabeled is not None and (
+            self.x_unlabeled.dtype != self.x_train.dtype
+            or self.x_unlabeled.shape[1:] != self.x_train.shape[1:]
+        ):
+            raise DataError(
+                f"dataset {self.name!r}: x_unlabeled must be {self.x_train.dtype} samples of "
+                f"shape {tuple(self.x_train.shape[1:])} like x_train, got "
+                f"{self.x_unlabeled.dtype} of shape {tuple(self.x_unlabeled.shape)}"
+            )
         for part in ("train", "val", "test"):
             x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
             dtype_ok = x.dtype == torch.uint8 if self.kind == "image" else x.is_floating_point()
@@ -117,6 +129,11 @@ class DatasetSplits:
     def input_shape(self) -> tuple[int, ...]:
         """The shape of one sample: ``(C, H, W)``, ``(C, L)`` or ``(F,)``."""
         return tuple(int(v) for v in self.x_train.shape[1:])
+
+    @property
+    def unlabeled_count(self) -> int:
+        """How many unlabelled training samples the dataset has (0 when none)."""
+        return 0 if self.x_unlabeled is None else len(self.x_unlabeled)
 
     def class_counts(self) -> Tensor:
         """Training samples per class, as a float tensor of length ``num_classes``."""
