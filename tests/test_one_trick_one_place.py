@@ -32,6 +32,7 @@ from tricksearch.tricks import (
     procedure,
     registered_tricks,
     schedule,
+    semi,
 )
 from tricksearch.tricks import _base as registry
 
@@ -44,6 +45,7 @@ FAMILY_MODULES: dict[str, ModuleType] = {
     "optimizer": optimizer,
     "model_tweaks": model_tweaks,
     "procedure": procedure,
+    "semi": semi,
 }
 TRAINERS = ("timm", "torchvision")
 BASE = Recipe.from_dict({"model": {"name": "resnet-cifar"}, "budget": {"epochs": 10}})

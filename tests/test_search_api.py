@@ -68,3 +68,18 @@ def test_resume_takes_the_factory_and_the_same_tensors(calls, tmp_path) -> None:
     call = calls[0]
     assert call["resume"] is True and call["model_factory"] is make_net
     assert len(call["data"].y_val) == 12  # split again with the search's own fractions
+
+
+def test_search_and_resume_split_tensors_with_the_pool_and_the_labels_kept(calls, tmp_path) -> None:
+    x, y = _signals(200)
+    pool = torch.randn(9, 1, 16)
+    tricksearch.search((x, y), make_net, out=tmp_path / "run", labeled_fraction=0.5, unlabeled=pool)
+    config, data = calls[0]["config"], calls[0]["data"]
+    assert config.labeled_fraction == 0.5 and config.unlabeled is None  # an array is not a path
+    assert data.unlabeled_count == 9 + len(data.y_train)  # half of train's labels hidden
+    (tmp_path / "run").mkdir()
+    config.save(tmp_path / "run" / "search.json")
+    tricksearch.resume(tmp_path / "run", data=(x, y), model=make_net, unlabeled=pool)
+    again = calls[1]["data"]
+    assert torch.equal(again.x_unlabeled, data.x_unlabeled)
+    assert torch.equal(again.y_train, data.y_train)

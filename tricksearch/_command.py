@@ -14,6 +14,8 @@ from typing import TypeVar
 
 __all__ = [
     "Command",
+    "add_unlabeled_options",
+    "fraction",
     "nonneg_float",
     "nonneg_int",
     "number_arg",
@@ -70,6 +72,34 @@ positive_int = number_arg(int, minimum=1)
 nonneg_int = number_arg(int, minimum=0)
 positive_float = number_arg(float, minimum=0, strict=True)
 nonneg_float = number_arg(float, minimum=0)
+
+
+def fraction(text: str) -> float:
+    """``--labeled-fraction``: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a number in (0, 1]") from None
+    if not 0.0 < value <= 1.0:  # NaN too
+        raise argparse.ArgumentTypeError(f"got {text}, expected a number in (0, 1]")
+    return value
+
+
+def add_unlabeled_options(g: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--unlabeled SPEC`` and ``--labeled-fraction F``, shared by ``train`` and ``search``."""
+    g.add_argument(
+        "--unlabeled",
+        metavar="SPEC",
+        help="an unlabelled pool for the semi-supervised tricks: imagefolder:PATH (images under "
+        "PATH, no class folders) or npz:PATH (its array x_unlabeled)",
+    )
+    g.add_argument(
+        "--labeled-fraction",
+        type=fraction,
+        metavar="F",
+        help="keep a stratified fraction F in (0, 1] of the train split's labels; the other "
+        "train images become unlabelled (default: 1, all labels)",
+    )
 
 
 def print_table(rows: list[tuple[str, str]]) -> None:

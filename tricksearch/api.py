@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 from collections.abc import Callable, Iterator
@@ -65,11 +66,21 @@ def for_data(recipe: Recipe, data: DatasetSplits) -> Recipe:
 
 
 def resolve_data(
-    recipe: Recipe, dataset: str | DatasetSplits | Arrays | None
+    recipe: Recipe, dataset: str | DatasetSplits | Arrays | None, unlabeled: Any = None
 ) -> tuple[Recipe, DatasetSplits | None]:
     """Apply a ``dataset`` argument: a name changes the recipe; tensors/splits are used as given,
     and the recipe takes their data kind (:func:`for_data`). A recipe whose ``data.kind`` is
-    ``signal`` or ``features`` reads tensors as that kind."""
+    ``signal`` or ``features`` reads tensors as that kind. Tensors are split with the recipe's
+    ``data.labeled_fraction``; ``unlabeled`` is an unlabelled pool: ``imagefolder:PATH`` /
+    ``npz:PATH`` (put in the recipe) or, for tensors, an array of samples shaped like ``x``."""
+    if isinstance(unlabeled, str):
+        recipe = recipe.with_changes(data=recipe.data.to_dict() | {"unlabeled": unlabeled})
+    elif unlabeled is not None and not isinstance(dataset, tuple):
+        raise ConfigTypeError(
+            f"unlabeled: got {type(unlabeled).__name__}; an array pool goes with data given as "
+            "tensors, dataset=(x, y); otherwise give imagefolder:PATH or npz:PATH (or build a "
+            "DatasetSplits with tricksearch.data.dataset_from_tensors(x, y, x_unlabeled=...))."
+        )
     if dataset is None:
         return recipe, None
     if isinstance(dataset, str):
@@ -89,6 +100,8 @@ def resolve_data(
             test_fraction=d.test_fraction,
             split_seed=d.split_seed,
             kind=None if d.kind == "image" else d.kind,
+            x_unlabeled=d.unlabeled if unlabeled is None else unlabeled,
+            labeled_fraction=d.labeled_fraction,
             **kwargs,
         )
         return for_data(recipe, splits), splits
@@ -146,6 +159,7 @@ def train(
     recipe: Recipe | str | Path | dict[str, Any] | None = None,
     *,
     dataset: str | DatasetSplits | Arrays | None = None,
+    unlabeled: str | torch.Tensor | np.ndarray | None = None,
     model: str | Callable[..., nn.Module] | None = None,
     epochs: int | None = None,
     seed: int | None = None,
@@ -153,10 +167,14 @@ def train(
     device: str | torch.device | None = None,
     out: str | Path | None = None,
     on_epoch: Callable[[EpochMetrics], object] | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Train once as the recipe says and evaluate on val and test; optionally write ``out/``.
 
     ``dataset`` may be a name (``"digits"``), a :class:`DatasetSplits`, or tensors ``(x, y)``.
+    ``unlabeled``: an unlabelled pool, ``imagefolder:PATH`` / ``npz:PATH`` (recorded in the
+    recipe) or, with tensors, an array of samples shaped like ``x`` (the recipe's
+    ``data.labeled_fraction`` hides the labels of the rest of the train split).
     ``model`` may be a registry name or a factory ``f(in_channels=…, num_classes=…)`` (recorded
     as ``python:MODULE.QUALNAME``; a recipe that names one needs it given again). Training runs
     with the recipe's ``runtime.threads`` torch threads (``threads`` overrides it; restored
@@ -165,18 +183,30 @@ def train(
     :class:`~tricksearch.engine.EpochMetrics`. Returns the metrics (val/test accuracy and loss,
     per-epoch history, seconds, device) and the trained ``model``. With ``out``, writes
     ``recipe.yaml`` (the recipe used), ``metrics.json`` and, for a model the registry can rebuild
-    (not a user's factory), ``model.pt``.
+    (not a user's factory), ``model.pt``. ``workers`` (default: the recipe's
+    ``runtime.workers``): data-parallel processes (torch DDP, :mod:`tricksearch.engine.distributed`;
+    the batch size is the global batch, split evenly), recorded in the recipe.
     """
     from tricksearch.engine import fit, load_data
 
     recipe = _with_arguments(as_recipe(recipe), model, epochs, seed, threads)
     factory = model if callable(model) and not isinstance(model, str) else None
-    recipe, data = resolve_data(recipe, dataset)
+    recipe, data = resolve_data(recipe, dataset, unlabeled)
     if data is None:
         data = load_data(recipe)
         recipe = for_data(recipe, data)
+    if workers is not None:  # 1: one process (the recipe's runtime.workers dropped)
+        runtime = recipe.runtime.to_dict() | {"workers": workers if workers > 1 else None}
+        recipe = recipe.with_changes(runtime=runtime)
+    train_fn: Callable[..., FitResult] = fit
+    if recipe.runtime.workers:  # data-parallel: local processes, torch DDP (engine.distributed)
+        from tricksearch.engine.spawn import spawn_fit
+
+        train_fn = functools.partial(
+            spawn_fit, workers=recipe.runtime.workers, threads=recipe.runtime.threads
+        )
     with torch_threads(recipe.runtime.threads):
-        result = fit(
+        result = train_fn(
             recipe, model=factory, data=data, on_epoch=on_epoch, device=device, evaluate_test=True
         )
     metrics = result.metrics()

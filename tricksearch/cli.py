@@ -18,7 +18,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from tricksearch import __version__
-from tricksearch._command import Command, nonneg_int, positive_int, print_table
+from tricksearch._command import (
+    Command,
+    add_unlabeled_options,
+    nonneg_int,
+    positive_int,
+    print_table,
+)
 from tricksearch.errors import TricksearchError
 from tricksearch.report import cli as report_cli
 from tricksearch.tuning import cli as tuning_cli
@@ -37,6 +43,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="dataset name (see `tricksearch datasets`); default digits")
     p.add_argument("--data-root", help="folder holding the dataset files")
     p.add_argument("--skip-corrupt", action="store_true", help="skip unreadable image files")
+    add_unlabeled_options(p)
     p.add_argument("--model", help="model name (see `tricksearch models`); default cnn-small")
     p.add_argument("--epochs", type=positive_int, help="training epochs")
     p.add_argument("--batch-size", type=positive_int, help="mini-batch size")
@@ -49,6 +56,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         "trials' count), else torch's default",
     )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        help="data-parallel processes (torch DDP: gloo on CPU, NCCL on GPUs, one each); the batch "
+        "size is the global batch; default: the recipe's runtime.workers, else 1",
+    )
     p.add_argument("--out", help="folder for recipe.yaml, metrics.json and model.pt")
 
 
@@ -61,6 +74,9 @@ def _apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
         data["data_root"] = args.data_root
     if getattr(args, "skip_corrupt", False):
         data["skip_corrupt"] = True
+    for key in ("unlabeled", "labeled_fraction"):
+        if getattr(args, key, None) is not None:
+            data[key] = getattr(args, key)
     budget = recipe.budget.to_dict()
     for key in ("epochs", "batch_size", "lr", "seed"):
         value = getattr(args, key, None)
@@ -72,6 +88,8 @@ def _apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
     runtime = recipe.runtime.to_dict()
     if getattr(args, "threads", None) is not None:
         runtime["threads"] = args.threads
+    if getattr(args, "workers", None) is not None:
+        runtime["workers"] = args.workers if args.workers > 1 else None
     return recipe.with_changes(data=data, budget=budget, model=model, runtime=runtime)
 
 
@@ -111,7 +129,10 @@ def _search_evidence(recipe: Recipe, args: argparse.Namespace) -> str | None:
     what it was measured on (dataset, model, epochs, batch size, lr)."""
     prov = recipe.provenance or {}
     rec = prov.get("recipe") or {}
-    changed = ("dataset", "data_root", "model", "epochs", "batch_size", "lr")
+    changed = (
+        *("dataset", "data_root", "unlabeled", "labeled_fraction"),
+        *("model", "epochs", "batch_size", "lr"),
+    )
     if not rec.get("val_acc") or any(getattr(args, k, None) is not None for k in changed):
         return None
     failed = set(rec.get("failed_seeds") or [])
@@ -147,10 +168,12 @@ def run_train(args: argparse.Namespace) -> int:
     if refusal:
         raise ConfigError(refusal)
     resolve_device(args.device)  # bad input is refused before anything starts
-    load_data(recipe)  # cached: train() below reuses it
+    data = load_data(recipe)  # cached: train() below reuses it
+    print(f"data: {data.summary()}", flush=True)
     print(
         f"training {recipe.model.name} on {recipe.data.dataset} for {recipe.budget.epochs} epochs"
         + (f" with {recipe.runtime.threads} torch thread(s)" if recipe.runtime.threads else "")
+        + (f", {recipe.runtime.workers} data-parallel workers" if recipe.runtime.workers else "")
         + f"; tricks on: {', '.join(recipe.tricks_on()) or 'none (baseline)'}",
         flush=True,
     )

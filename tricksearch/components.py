@@ -30,7 +30,17 @@ import torch
 from torch import nn
 
 from tricksearch.recipe import Recipe
-from tricksearch.tricks import augment, loss, mixing, model_tweaks, optimizer, procedure, schedule
+from tricksearch.tricks import (
+    augment,
+    loss,
+    mixing,
+    model_tweaks,
+    optimizer,
+    procedure,
+    schedule,
+    semi,
+)
+from tricksearch.tricks._semi_members import init_targets
 
 __all__ = ["Components", "build", "model_options"]
 
@@ -51,6 +61,7 @@ class Components:
     grad_clip: float | None
     uses_teacher: bool
     peak_lr: float
+    semi: Any = None  # the semi-supervised trainer (tricks/semi.py): its step replaces the engine's
 
     @property
     def soft_targets(self) -> bool:
@@ -100,8 +111,9 @@ def build(
     if class_counts is None:
         class_counts = torch.ones(num_classes)
     if init:
-        model_tweaks.init_model(recipe.model_tweaks, model)
-        loss.init_model(recipe.loss, model, class_counts=class_counts)
+        for target in init_targets(model):  # each member of co-/tri-training
+            model_tweaks.init_model(recipe.model_tweaks, target)
+            loss.init_model(recipe.loss, target, class_counts=class_counts)
     budget = recipe.budget
     lr_schedule = schedule.make_lr_schedule(
         recipe.schedule,
@@ -125,4 +137,12 @@ def build(
         grad_clip=optimizer.grad_clip_norm(recipe.optimizer),
         uses_teacher=loss.uses_teacher(recipe.loss),
         peak_lr=peak_lr,
+        semi=semi.build_semi(
+            recipe.semi,
+            num_classes=num_classes,
+            class_counts=class_counts,
+            total_steps=budget.epochs * steps_per_epoch,
+            seed=budget.seed,
+            batch_size=budget.batch_size,
+        ),
     )

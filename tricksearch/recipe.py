@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tricksearch._recipe_data import DataSection, _check_keys, _check_mapping, _validate_fields
 from tricksearch.compat import incompatibility, teacher_missing
 from tricksearch.errors import ConfigError, ConfigTypeError, read_text_file
-from tricksearch.tricks._base import DATA_KINDS, FAMILIES, Param, registered_tricks
+from tricksearch.tricks._base import FAMILIES, Param, registered_tricks
 from tricksearch.tricks._section import resolve_section
 
 __all__ = [
@@ -78,41 +79,6 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_yaml_loader())
 
 
-def _check_mapping(raw: Any, where: str) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise ConfigTypeError(f"{where}: got {raw!r}, expected a mapping.")
-    return raw
-
-
-def _check_keys(raw: dict[str, Any], allowed: list[str], where: str) -> None:
-    for key in raw:
-        if key not in allowed:
-            raise ConfigError(f"{where}.{key}: unknown key; allowed: {', '.join(allowed)}")
-
-
-def _validate_fields(raw: Any, params: tuple[Param, ...], where: str) -> dict[str, Any]:
-    raw = _check_mapping(raw, where)
-    _check_keys(raw, [p.name for p in params], where)
-    return {p.name: p.validate(raw.get(p.name, p.default), f"{where}.{p.name}") for p in params}
-
-
-_DATA_PARAMS = (
-    Param("dataset", "str", "digits", "dataset name, `imagefolder:PATH` or `npz:PATH`"),
-    Param("data_root", "str", None, "folder holding the dataset files", nullable=True),
-    Param("val_fraction", "float", 0.15, "fraction of train held out for validation", 0.0, 0.9),
-    Param(
-        "test_fraction", "float", 0.2, "test fraction when the dataset has no test set", 0.01, 0.9
-    ),
-    Param("split_seed", "int", 0, "seed of the train/val/test split", 0),
-    Param("skip_corrupt", "bool", False, "skip unreadable image files (counted), not fail"),
-    Param(
-        "kind",
-        "choice",
-        "image",
-        "data kind: image, signal (float [N, C, L]) or features (float [N, F])",
-        choices=DATA_KINDS,
-    ),
-)
 _MODEL_NAME = Param(
     "name",
     "str",
@@ -136,33 +102,16 @@ _RUNTIME_PARAMS = (
         1,
         nullable=True,
     ),
+    Param(
+        "workers",
+        "int",
+        None,
+        "data-parallel replicas (torch DDP) the run was trained with; null: one. The global "
+        "batch is budget.batch_size, split evenly between them",
+        1,
+        nullable=True,
+    ),
 )
-
-
-@dataclass(frozen=True)
-class DataSection:
-    """Which dataset and how it is split (val is carved from train; test is never searched on)."""
-
-    dataset: str = "digits"
-    data_root: str | None = None
-    val_fraction: float = 0.15
-    test_fraction: float = 0.2
-    split_seed: int = 0
-    skip_corrupt: bool = False
-    kind: str = "image"  # of the data the recipe was made for (``tricksearch.data.DATA_KINDS``)
-
-    @classmethod
-    def from_dict(cls, raw: Any) -> DataSection:
-        values = _validate_fields(raw, _DATA_PARAMS, "data")
-        if values["val_fraction"] + values["test_fraction"] >= 1.0:
-            raise ConfigError(
-                f"data.val_fraction + data.test_fraction: got {values['val_fraction']} + "
-                f"{values['test_fraction']}, expected a sum below 1."
-            )
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {p.name: getattr(self, p.name) for p in _DATA_PARAMS}
 
 
 @dataclass(frozen=True)
@@ -211,9 +160,11 @@ class BudgetSection:
 @dataclass(frozen=True)
 class RuntimeSection:
     """How the run is executed, where it changes the numbers: ``threads`` (torch's CPU thread
-    count; None: torch's default). A search records the count its trials used."""
+    count; None: torch's default) and ``workers`` (data-parallel replicas; None: one). A search
+    records what its trials used."""
 
     threads: int | None = None
+    workers: int | None = None
 
     @classmethod
     def from_dict(cls, raw: Any) -> RuntimeSection:
@@ -289,6 +240,7 @@ class Recipe:
     optimizer: dict[str, dict[str, Any]] = field(default_factory=dict)
     model_tweaks: dict[str, dict[str, Any]] = field(default_factory=dict)
     procedure: dict[str, dict[str, Any]] = field(default_factory=dict)
+    semi: dict[str, dict[str, Any]] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 

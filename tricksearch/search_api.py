@@ -39,7 +39,9 @@ def search(
     ``dataset``: a name, or tensors ``(x, y)`` / ``(x, y, x_test, y_test)``, or DatasetSplits.
     ``model``: a registry name or a factory ``f(in_channels=…, num_classes=…)`` (recorded as
     ``python:MODULE.QUALNAME`` in ``search.json`` and the recipes).
-    ``settings``: any other :class:`SearchConfig` field (sampler, seed, grace_period, top_k, …).
+    ``settings``: any other :class:`SearchConfig` field (sampler, seed, grace_period, top_k, …);
+    ``unlabeled`` may also be, with tensors, an array of unlabelled samples shaped like ``x``
+    (``labeled_fraction`` hides the labels of the rest of the train split).
     """
     from tricksearch.models import python_model_name
     from tricksearch.tuning._config import SearchConfig
@@ -48,8 +50,11 @@ def search(
 
     data = None
     name = dataset if isinstance(dataset, str) else TENSORS
+    pool = settings.pop("unlabeled", None)
+    if isinstance(pool, str):
+        settings["unlabeled"] = pool
     if not isinstance(dataset, str):
-        data = _splits(dataset, settings)
+        data = _splits(dataset, settings, pool)
     factory = None if isinstance(model, str) else model
     config = SearchConfig(
         dataset=name,
@@ -63,16 +68,21 @@ def search(
     return run_search(config, data=data, model_factory=factory, quiet=quiet)
 
 
-def _splits(dataset: DatasetSplits | Arrays, settings: dict[str, Any]) -> DatasetSplits:
-    """The splits of data given from Python, split as ``settings`` say (fractions, seed)."""
+#: The search settings that say how data given from Python is split.
+_SPLIT_KEYS = ("val_fraction", "test_fraction", "split_seed", "labeled_fraction")
+
+
+def _splits(
+    dataset: DatasetSplits | Arrays, settings: dict[str, Any], unlabeled: Any = None
+) -> DatasetSplits:
+    """The splits of data given from Python, split as ``settings`` say (fractions, seed, the
+    labels kept), with the unlabelled pool ``unlabeled`` (a path form or an array)."""
     from tricksearch.api import resolve_data
     from tricksearch.errors import ConfigTypeError
     from tricksearch.recipe import Recipe
 
-    split = {
-        k: settings[k] for k in ("val_fraction", "test_fraction", "split_seed") if k in settings
-    }
-    _, data = resolve_data(Recipe.from_dict({"data": split}), dataset)
+    split = {k: settings[k] for k in _SPLIT_KEYS if k in settings}
+    _, data = resolve_data(Recipe.from_dict({"data": split}), dataset, unlabeled)
     if data is None:  # pragma: no cover - resolve_data returns splits for anything but a name
         raise ConfigTypeError("dataset: expected tensors or DatasetSplits, got a name")
     return data
@@ -84,12 +94,15 @@ def resume(
     quiet: bool = False,
     data: DatasetSplits | Arrays | None = None,
     model: Callable[..., nn.Module] | None = None,
+    unlabeled: Any = None,
 ) -> SearchResult:
     """Continue the search saved in ``out``.
 
     A search run on tensors or with a model factory needs them again: ``data`` (the
     :class:`DatasetSplits` it ran on, or the same tensors, split again as the search split them)
     and ``model`` (the factory). Without them such a search is refused, saying what to give.
+    ``unlabeled``: the array of unlabelled samples given to the search with the tensors, if any
+    (a path form is in the saved settings).
     """
     from tricksearch.tuning._config import SearchConfig
     from tricksearch.tuning._runner import run_search
@@ -98,6 +111,6 @@ def resume(
     config.out = str(out)
     splits = None
     if data is not None:
-        settings = {k: getattr(config, k) for k in ("val_fraction", "test_fraction", "split_seed")}
-        splits = _splits(data, settings)
+        settings = {k: getattr(config, k) for k in _SPLIT_KEYS}
+        splits = _splits(data, settings, config.unlabeled if unlabeled is None else unlabeled)
     return run_search(config, resume=True, data=splits, model_factory=model, quiet=quiet)

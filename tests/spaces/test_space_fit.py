@@ -28,7 +28,8 @@ def test_for_device_fixes_fp16_to_bf16_on_cpu_with_a_note() -> None:
 
 def test_for_device_keeps_the_space_elsewhere_and_without_fp16() -> None:
     space = load_space("default")
-    assert space.for_device("cuda") == space and space.for_device("cuda").notes == space.notes
+    multi = space.for_device("cuda", replicas=2)  # a data-parallel trial: sync_bn searched too
+    assert multi == space and multi.notes == space.notes
     for kept in (
         SearchSpace({"low_precision": {"dtype": "bf16"}}),
         SearchSpace({"low_precision": {"switch": "off"}}),
@@ -73,3 +74,17 @@ def test_for_data_leaves_out_tricks_that_need_larger_images() -> None:
 def test_for_data_refuses_an_unknown_kind() -> None:
     with pytest.raises(ConfigError, match="kind: got 'audio', expected one of image, signal"):
         load_space("minimal").for_data("audio", None)
+
+
+def test_sync_bn_is_searched_only_on_several_gpus_with_batch_norm() -> None:
+    space = load_space("default")
+    assert "sync_bn" in space.tricks
+    for fitted in (space.for_device("cpu", 2), space.for_device("cuda"), space.for_device("cpu")):
+        assert "sync_bn" not in fitted.tricks
+        assert [n for n in fitted.notes if "sync_bn" in n] == [
+            "sync_bn left out: torch's SyncBatchNorm needs a data-parallel trial on 2 or more "
+            "CUDA GPUs (--gpus-per-trial 2 or more)"
+        ]
+    no_bn = space.for_device("cuda", 2, batch_norm=False)
+    assert "sync_bn" not in no_bn.tricks
+    assert "sync_bn left out: the model has no BatchNorm layer" in no_bn.notes

@@ -14,7 +14,14 @@ SPECS = tricks_in_family("model_tweaks")
 
 
 def test_family_is_complete() -> None:
-    assert set(SPECS) == {"zero_gamma", "dropout", "group_norm", "activation", "resnet_variant"}
+    assert set(SPECS) == {
+        "zero_gamma",
+        "dropout",
+        "group_norm",
+        "activation",
+        "resnet_variant",
+        "sync_bn",
+    }
     assert SPECS["zero_gamma"].needs_residual
     assert SPECS["resnet_variant"].needs_residual
 

@@ -35,7 +35,10 @@ def space(trial: optuna.Trial) -> None:
         ({"grace_period": 20, "epochs": 10}, ConfigError, "grace_period: got 20"),
         ({"reduction_factor": 1}, ConfigError, "reduction_factor: got 1"),
         ({"cpus_per_trial": 0}, ConfigError, "cpus_per_trial: got 0"),
-        ({"gpus_per_trial": 2}, ConfigError, "not supported yet"),
+        ({"gpus_per_trial": 2.5}, ConfigError, "whole number"),  # 2: a data-parallel trial
+        ({"workers_per_trial": 0}, ConfigError, "workers_per_trial: got 0"),
+        ({"workers_per_trial": 3, "batch_size": 64}, ConfigError, "do not divide the batch"),
+        ({"gpus_per_trial": 2, "workers_per_trial": 3}, ConfigError, "one replica per GPU"),
     ],
 )
 def test_settings_refused(kwargs, exc, fragment) -> None:

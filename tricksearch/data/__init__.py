@@ -2,7 +2,9 @@
 
 ``load_dataset(name)`` reads a registered dataset (``list_datasets()``), an ImageFolder tree
 (``imagefolder:PATH``) or an ``.npz`` file (``npz:PATH``) and splits it into train / val / test;
-``dataset_from_tensors`` does the same for arrays in memory. Data comes in three kinds
+``dataset_from_tensors`` does the same for arrays in memory; both take an unlabelled pool
+(``unlabeled`` / ``x_unlabeled``) and ``labeled_fraction`` (keep that stratified fraction of the
+train labels, the other train samples join the pool). Data comes in three kinds
 (``DATA_KINDS``, ``DatasetSplits.kind``): images (``uint8``), 1-D signals ``[N, C, L]`` and feature
 vectors ``[N, F]`` (float, standardised on the train split). ``make_loader`` serves batches from
 the device (airbench style); ``batch_flip`` / ``batch_crop`` augment whole image batches there;

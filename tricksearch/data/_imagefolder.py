@@ -24,7 +24,7 @@ from tricksearch._clock import fmt_duration
 from tricksearch.data._sources import RawDataset
 from tricksearch.errors import DataError
 
-__all__ = ["read_imagefolder"]
+__all__ = ["read_image_pool", "read_imagefolder"]
 
 # torchvision.datasets.folder.IMG_EXTENSIONS
 _IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -184,15 +184,17 @@ class _Decoded:
     resized: int = 0  # images whose size was not ``size``
 
 
-def _decode(file: Path, size: tuple[int, int] | None) -> tuple[np.ndarray, bool, bool]:
-    """One image as a ``uint8`` array (HxW grey or HxWx3 RGB), resized to ``size`` if given;
-    whether it was grey, and whether it was resized."""
+def _decode(
+    file: Path, size: tuple[int, int] | None, mode: str | None = None
+) -> tuple[np.ndarray, bool, bool]:
+    """One image as a ``uint8`` array (HxW grey or HxWx3 RGB; ``mode`` ``"L"``/``"RGB"`` forces
+    one), resized to ``size`` if given; whether it was grey, and whether it was resized."""
     from PIL import Image
 
     with Image.open(file) as img:
         img.load()
         gray = img.mode in _GRAY_MODES
-        img = img.convert("L" if gray else "RGB")
+        img = img.convert(mode or ("L" if gray else "RGB"))
         resized = size is not None and img.size != size
         if resized:
             img = img.resize(size, Image.Resampling.BILINEAR)
@@ -213,10 +215,7 @@ def _decode_all(found: _Found, size: tuple[int, int] | None, skip: bool, label: 
                 arr, gray, resized = _decode(file, out.size)
             except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
                 if not skip:
-                    raise DataError(
-                        f"{label}: cannot read image {file} ({exc.__class__.__name__}: {exc}); "
-                        "remove it or pass skip_corrupt=True (--skip-corrupt) to skip such files"
-                    ) from exc
+                    raise _unreadable(label, file, exc) from exc
                 out.skipped.append(str(file))
                 progress.tick(done)
                 continue
@@ -235,6 +234,13 @@ def _decode_all(found: _Found, size: tuple[int, int] | None, skip: bool, label: 
                 f"{label}: all {len(found.files[part])} {part} image files are unreadable"
             )
     return out
+
+
+def _unreadable(label: str, file: Path, exc: Exception) -> DataError:
+    return DataError(
+        f"{label}: cannot read image {file} ({exc.__class__.__name__}: {exc}); "
+        "remove it or pass skip_corrupt=True (--skip-corrupt) to skip such files"
+    )
 
 
 def _stack(items: list[np.ndarray], channels: int, size: tuple[int, int]) -> Tensor:
@@ -297,3 +303,48 @@ def read_imagefolder(
         y_test=torch.tensor(dec.labels["test"], dtype=torch.int64) if has_test else None,
         info=info,
     )
+
+
+def read_image_pool(
+    path: str, *, channels: int, size: tuple[int, int], skip_corrupt: bool, label: str
+) -> tuple[Tensor, list[str]]:
+    """Every image file under ``path`` (recursively, sorted; no class folders needed) as
+    ``uint8`` ``[N, channels, H, W]`` for ``size`` ``(H, W)``: converted to grey (1 channel) or
+    RGB (3) and resized like :func:`read_imagefolder`'s images. An unreadable file raises
+    ``DataError`` naming it, unless ``skip_corrupt``; the skipped files are returned too."""
+    from PIL import UnidentifiedImageError
+
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{label}: {root} is not a directory; expected a folder of images")
+    if channels not in (1, 3):
+        raise DataError(
+            f"{label}: the labelled images have {channels} channels; a folder of images can only "
+            "give 1 (grey) or 3 (RGB): use npz:PATH with an array x_unlabeled"
+        )
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames.sort()
+        files += [
+            Path(dirpath) / f for f in sorted(filenames) if f.lower().endswith(_IMG_EXTENSIONS)
+        ]
+    if not files:
+        raise DataError(
+            f"{label}: no image files under {root} (looked for {', '.join(_IMG_EXTENSIONS)})"
+        )
+    arrays, skipped = [], []
+    progress = _Progress(len(files), label, sys.stderr)
+    try:
+        for done, file in enumerate(files, 1):
+            try:
+                arrays.append(_decode(file, (size[1], size[0]), "L" if channels == 1 else "RGB")[0])
+            except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+                if not skip_corrupt:
+                    raise _unreadable(label, file, exc) from exc
+                skipped.append(str(file))
+            progress.tick(done)
+    finally:
+        progress.end()
+    if not arrays:
+        raise DataError(f"{label}: all {len(files)} image files under {root} are unreadable")
+    return _stack(arrays, channels, (size[1], size[0])), skipped

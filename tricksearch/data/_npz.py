@@ -7,27 +7,33 @@ shape (the rule of :mod:`tricksearch.data._arrays`), or from an optional string 
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
 from tricksearch.data._arrays import as_labels, as_samples, remap_labels
 from tricksearch.data._kinds import DATA_KINDS
 from tricksearch.data._sources import RawDataset
 from tricksearch.errors import DataError
 
-__all__ = ["read_npz"]
+__all__ = ["read_npz", "read_npz_unlabeled"]
 
 
-def _read_arrays(file: Path, label: str) -> dict[str, np.ndarray]:
+def _load(file: Path, label: str) -> dict[str, np.ndarray]:
     if not file.is_file():
         raise DataError(f"{label}: file {file} does not exist")
     try:
         with np.load(file, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError) as exc:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{label}: cannot read {file} as .npz ({exc})") from exc
+
+
+def _read_arrays(file: Path, label: str) -> dict[str, np.ndarray]:
+    arrays = _load(file, label)
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
         raise DataError(
@@ -97,3 +103,16 @@ def read_npz(path: str) -> RawDataset:
         info=info,
         kind=kind,
     )
+
+
+def read_npz_unlabeled(path: str, kind: str, label: str) -> Tensor:
+    """The array ``x_unlabeled`` of an ``.npz`` file as ``kind`` samples (the layouts of
+    :func:`read_npz`'s ``x``); a missing file or array raises ``DataError`` naming ``label``."""
+    file = Path(path).expanduser()
+    arrays = _load(file, label)
+    if "x_unlabeled" not in arrays:
+        raise DataError(
+            f"{label}: no array x_unlabeled in {file} (found {sorted(arrays)}); expected "
+            "np.savez(PATH, x_unlabeled=images_or_samples)"
+        )
+    return as_samples(arrays["x_unlabeled"], f"{label}: array 'x_unlabeled'", kind)[0]

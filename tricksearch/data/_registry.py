@@ -15,11 +15,18 @@ from typing import Any
 
 import torch
 
+from tricksearch._recipe_data import parse_unlabeled
 from tricksearch.data import _sources
 from tricksearch.data._arrays import as_labels, as_samples, resize_uint8
 from tricksearch.data._imagefolder import read_imagefolder
 from tricksearch.data._npz import read_npz
-from tricksearch.data._splits import DatasetSplits, check_fractions, make_splits
+from tricksearch.data._splits import (
+    DatasetSplits,
+    check_fractions,
+    check_labeled_fraction,
+    make_splits,
+)
+from tricksearch.data._unlabeled import pool_from_tensors, read_pool
 from tricksearch.errors import ConfigError, ConfigTypeError, DataError
 
 __all__ = ["clear_dataset_cache", "dataset_from_tensors", "list_datasets", "load_dataset"]
@@ -118,15 +125,22 @@ def load_dataset(
     split_seed: int = 0,
     skip_corrupt: bool = False,
     image_size: int | None = None,
+    unlabeled: str | None = None,
+    labeled_fraction: float = 1.0,
 ) -> DatasetSplits:
     """Read dataset ``name`` and split it into train / val / test, deterministically.
 
     ``name`` is one of :func:`list_datasets` or ``imagefolder:PATH`` / ``npz:PATH``. The split
     is stratified by class and seeded by ``split_seed``; sources with an official test set use
     it (``test_fraction`` is then ignored) and carve val out of train. ``image_size`` resizes
-    every image to a square of that side (ImageFolder default: the first image's size). The
-    result is cached in-process on all the arguments; its tensors are shared, so treat them as
-    read-only.
+    every image to a square of that side (ImageFolder default: the first image's size).
+
+    ``unlabeled`` (``imagefolder:PATH`` or ``npz:PATH``, see ``tricksearch.data._unlabeled``)
+    reads an unlabelled pool into ``x_unlabeled``; ``labeled_fraction`` < 1 keeps that
+    stratified fraction of the train split's labels (seeded by ``split_seed``) and moves the
+    other train samples to ``x_unlabeled``, their labels dropped; val and test are unchanged.
+    The result is cached in-process on all the arguments; its tensors are shared, so treat them
+    as read-only.
     """
     key = _normalize_name(name)
     check_fractions(val_fraction, test_fraction, test_used=False)  # the sum: once read
@@ -135,9 +149,20 @@ def load_dataset(
         _check_int("image_size", image_size, 1)
     if not isinstance(skip_corrupt, bool):
         raise ConfigTypeError(f"skip_corrupt must be a bool, got {skip_corrupt!r}")
+    if unlabeled is not None:
+        parse_unlabeled(unlabeled)
+    fraction = check_labeled_fraction(labeled_fraction)
     root = None if data_root is None else os.fspath(data_root)
     return _load_cached(
-        key, root, float(val_fraction), float(test_fraction), split_seed, skip_corrupt, image_size
+        key,
+        root,
+        float(val_fraction),
+        float(test_fraction),
+        split_seed,
+        skip_corrupt,
+        image_size,
+        unlabeled,
+        fraction,
     )
 
 
@@ -150,6 +175,8 @@ def _load_cached(
     split_seed: int,
     skip_corrupt: bool,
     image_size: int | None,
+    unlabeled: str | None,
+    labeled_fraction: float,
 ) -> DatasetSplits:
     prefix, _, path = key.partition(":")
     if prefix == "imagefolder":
@@ -167,6 +194,19 @@ def _load_cached(
         raw.x = resize_uint8(raw.x, (image_size, image_size))
         if raw.x_test is not None:
             raw.x_test = resize_uint8(raw.x_test, (image_size, image_size))
+    pool = None
+    if unlabeled is not None:
+        pool, pool_info = read_pool(
+            unlabeled,
+            like=tuple(raw.x.shape[1:]),
+            kind=raw.kind,
+            dataset=key,
+            skip_corrupt=skip_corrupt,
+            image_size=image_size,
+        )
+        skipped = [*raw.info.get("skipped_files", []), *pool_info.pop("skipped_files")]
+        raw.info = {**raw.info, "skipped_files": skipped, "n_skipped": len(skipped)}
+        raw.info["unlabeled"] = pool_info
     return make_splits(
         key,
         raw.x,
@@ -179,6 +219,8 @@ def _load_cached(
         split_seed=split_seed,
         info=raw.info,
         kind=raw.kind,
+        x_unlabeled=pool,
+        labeled_fraction=labeled_fraction,
     )
 
 
@@ -214,6 +256,8 @@ def dataset_from_tensors(
     split_seed: int = 0,
     num_classes: int | None = None,
     kind: str | None = None,
+    x_unlabeled: Any = None,
+    labeled_fraction: float = 1.0,
 ) -> DatasetSplits:
     """Split arrays already in memory (torch tensors or numpy arrays) like :func:`load_dataset`.
 
@@ -231,13 +275,22 @@ def dataset_from_tensors(
     ``0..num_classes-1`` (``num_classes`` defaults to the largest label + 1). When
     ``x_test``/``y_test`` are given they are the test split and ``test_fraction`` is ignored.
     Any other layout (1-D, 5-D, NaN or inf values, non-numbers...) raises ``DataError`` naming
-    the array, what it holds and what is allowed. Not cached.
+    the array, what it holds and what is allowed. ``x_unlabeled`` (samples of ``x``'s kind and
+    shape, no labels; or ``imagefolder:PATH`` / ``npz:PATH``) is an unlabelled pool;
+    ``labeled_fraction`` < 1 hides the labels of all but that stratified fraction of the train
+    split (see :func:`load_dataset`). Not cached.
     """
     if (x_test is None) != (y_test is None):
         raise ConfigError("x_test and y_test must be given together (or neither)")
     check_fractions(val_fraction, test_fraction, test_used=False)  # the sum: in make_splits
     _check_int("split_seed", split_seed, 0)
+    labeled_fraction = check_labeled_fraction(labeled_fraction)
     xs, kind = as_samples(x, f"dataset {name!r}: x", kind)
+    pool = None
+    if isinstance(x_unlabeled, str):
+        pool, _ = read_pool(x_unlabeled, like=tuple(xs.shape[1:]), kind=kind, dataset=name)
+    elif x_unlabeled is not None:
+        pool = pool_from_tensors(x_unlabeled, xs, kind, name)
     noun = "images" if kind == "image" else "samples"
     ys = as_labels(y, f"dataset {name!r}: y", len(xs), noun=noun)
     xt = yt = None
@@ -263,4 +316,6 @@ def dataset_from_tensors(
         split_seed=split_seed,
         info={"source": "tensors"},
         kind=kind,
+        x_unlabeled=pool,
+        labeled_fraction=labeled_fraction,
     )

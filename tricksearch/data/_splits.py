@@ -30,6 +30,8 @@ from tricksearch.errors import ConfigError, ConfigTypeError, DataError
 __all__ = [
     "DatasetSplits",
     "check_fractions",
+    "check_labeled_fraction",
+    "labeled_subset",
     "make_splits",
     "standardize",
     "stratified_indices",
@@ -148,9 +150,12 @@ class DatasetSplits:
             shape = f"signals {self.channels}x{self.length} float (standardised on train)"
         else:
             shape = f"{self.channels} features float (standardised on train)"
+        kept = self.info.get("labeled_fraction", 1.0)
+        labels = f" ({kept:.0%} of its labels kept)" if kept < 1.0 else ""
+        pool = f", unlabeled {self.unlabeled_count}" if self.x_unlabeled is not None else ""
         return (
-            f"{self.name}: train {len(self.y_train)}, val {len(self.y_val)}, "
-            f"test {len(self.y_test)}; {shape}; {self.num_classes} classes"
+            f"{self.name}: train {len(self.y_train)}{labels}, val {len(self.y_val)}, "
+            f"test {len(self.y_test)}{pool}; {shape}; {self.num_classes} classes"
         )
 
 
@@ -186,6 +191,30 @@ def check_fractions(val_fraction: float, test_fraction: float, *, test_used: boo
             f"val_fraction + test_fraction must be < 1 (something must be left to train on), "
             f"got val_fraction={val_fraction!r} + test_fraction={test_fraction!r}"
         )
+
+
+def check_labeled_fraction(value: float, where: str = "labeled_fraction") -> float:
+    """``value`` as a float in ``(0, 1]``, or a one-line error naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigTypeError(f"{where}: got {value!r}, expected a number in (0, 1].")
+    if not (math.isfinite(value) and 0.0 < value <= 1.0):
+        raise ConfigError(f"{where}: got {value!r}, expected a number in (0, 1].")
+    return float(value)
+
+
+def labeled_subset(y: Tensor, fraction: float, *, seed: int) -> tuple[Tensor, Tensor]:
+    """``(kept, hidden)``: sorted indices of ``y`` whose labels are kept, and the others.
+
+    A stratified fraction ``fraction`` of every class is kept (:func:`stratified_indices` with
+    ``1 - fraction`` hidden: ``round(N * (1 - fraction))`` hidden in all, spread over the classes
+    by largest remainder; every class keeps at least one sample), deterministic in ``seed``.
+    Choosing which labels to keep reads every label once (to count each class); the hidden ones
+    are dropped by the caller and never stored.
+    """
+    if fraction >= 1.0:
+        return torch.arange(len(y)), torch.zeros(0, dtype=torch.int64)
+    hidden, kept = stratified_indices(y, (1.0 - fraction,), seed=seed)
+    return kept, hidden
 
 
 def _allocate(counts: list[int], taken: list[int], frac: float, gen: torch.Generator) -> list[int]:
@@ -328,6 +357,8 @@ def make_splits(
     split_seed: int,
     info: dict[str, Any] | None = None,
     kind: str = "image",
+    x_unlabeled: Tensor | None = None,
+    labeled_fraction: float = 1.0,
 ) -> DatasetSplits:
     """Cut ``x``/``y`` into train / val (/ test unless the source brings its own test set).
 
@@ -335,6 +366,11 @@ def make_splits(
     ``"features"``, float ``[N, C, L]`` / ``[N, F]`` (standardised here with the train split's
     statistics); ``y`` and ``y_test`` are ``int64`` labels in ``0..len(classes)-1``. The
     fractions are checked here (their sum only when test is cut).
+
+    ``x_unlabeled`` (samples of the same kind and shape, no labels) is the unlabelled pool;
+    ``labeled_fraction`` < 1 keeps that stratified fraction of the train split's labels
+    (:func:`labeled_subset`, seeded by ``split_seed``) and appends the other train samples to
+    the pool, their labels dropped. Statistics are those of the labelled train samples.
     """
     check_kind(kind, "kind")
     present = torch.unique(y).tolist() if len(y) else []
@@ -359,7 +395,12 @@ def make_splits(
             f"dataset {name!r}: {len(y)} samples are too few to split into train "
             f"({len(train_idx)}) and test ({len(yt)})"
         )
-    (x_train, x_val, xt), mean, std, extra = _normalise_parts(kind, x[train_idx], (x[val_idx], xt))
+    labeled_fraction = check_labeled_fraction(labeled_fraction)
+    kept, hidden = labeled_subset(y[train_idx], labeled_fraction, seed=split_seed)
+    train_idx, hidden_idx = train_idx[kept], train_idx[hidden]
+    pool = [p for p in (x_unlabeled, x[hidden_idx] if len(hidden_idx) else None) if p is not None]
+    others = (x[val_idx], xt, *([torch.cat(pool)] if pool else []))
+    (x_train, x_val, xt, *x_unl), mean, std, extra = _normalise_parts(kind, x[train_idx], others)
     meta = dict(info or {})
     meta.setdefault("skipped_files", [])
     meta.setdefault("n_skipped", len(meta["skipped_files"]))
@@ -370,6 +411,8 @@ def make_splits(
         official_test=official_test,
         **extra,
     )
+    if labeled_fraction < 1.0:
+        meta["labeled_fraction"] = labeled_fraction
     return DatasetSplits(
         name=name,
         x_train=x_train.contiguous(),
@@ -384,4 +427,5 @@ def make_splits(
         std=std,
         info=meta,
         kind=kind,
+        x_unlabeled=x_unl[0].contiguous() if x_unl else None,
     )

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,6 +33,7 @@ __all__ = [
     "batch_flip",
     "epoch_permutation",
     "make_loader",
+    "shard_bounds",
     "to_float",
 ]
 
@@ -70,6 +70,51 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
     return torch.randperm(n, generator=gen)
 
 
+def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """``[lo, hi)``: rank ``rank``'s contiguous slice of a batch of ``n`` (sizes differ by ≤ 1)."""
+    base, extra = divmod(n, world_size)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (1 if rank < extra else 0)
+
+
+class _Sharding:
+    """A loader's data-parallel hook (:meth:`sharded`): every replica cuts the same global
+    batches and keeps its contiguous slice of each; a global batch with fewer samples than
+    replicas is skipped (no replica gets an empty batch)."""
+
+    batch_size: int
+    drop_last: bool
+    rank, world_size = 0, 1
+    on_batch: Callable[[int], None] | None = None
+
+    @property
+    def num_samples(self) -> int:
+        raise NotImplementedError
+
+    def sharded(
+        self, rank: int, world_size: int, *, on_batch: Callable[[int], None] | None = None
+    ) -> Any:
+        """This loader as replica ``rank`` of ``world_size`` (in place; returns it).
+        ``on_batch(n)`` is called with each global batch's size before its slice is served."""
+        self.rank, self.world_size, self.on_batch = rank, world_size, on_batch
+        return self
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        n, b = self.num_samples, self.batch_size
+        full, last = divmod(n, b)
+        return full + (1 if last and not self.drop_last and last >= self.world_size else 0)
+
+    def _local(self, idx: Tensor) -> Tensor:
+        """This replica's slice of the global batch ``idx`` (all of it with one replica)."""
+        if self.world_size == 1:
+            return idx
+        if self.on_batch is not None:
+            self.on_batch(len(idx))
+        lo, hi = shard_bounds(len(idx), self.rank, self.world_size)
+        return idx[lo:hi]
+
+
 #: What a loader serves, for error messages.
 _LOADER_LAYOUTS = (
     "a uint8 [N, C, H, W] image tensor, a float [N, C, L] signal tensor or a float [N, F] "
@@ -91,7 +136,7 @@ def _check_pair(x: Any, y: Any) -> None:
         )
 
 
-class DeviceLoader:
+class DeviceLoader(_Sharding):
     """Whole split on the device as one tensor; batches cut by a seeded permutation.
 
     ``epoch(e)`` yields ``(x, y)`` with ``x`` as stored (``uint8`` ``[B, C, H, W]`` images, or
@@ -126,23 +171,21 @@ class DeviceLoader:
         """Samples in the split (the last batch may be shorter unless ``drop_last``)."""
         return len(self.y)
 
-    def __len__(self) -> int:
-        """Batches per epoch."""
-        n, b = self.num_samples, self.batch_size
-        return n // b if self.drop_last else math.ceil(n / b)
-
     def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         """The batches of epoch number ``epoch`` (0-based), in a reproducible order."""
         epoch = _check_int("epoch", epoch, 0)
-        b = self.batch_size
-        if self.shuffle:
-            order = epoch_permutation(self.num_samples, self.seed, epoch).to(self.device)
-            for i in range(len(self)):
-                idx = order[i * b : (i + 1) * b]
-                yield self.x[idx], self.y[idx]
-        else:
+        b, n = self.batch_size, self.num_samples
+        if not self.shuffle and self.world_size == 1:
             for i in range(len(self)):
                 yield self.x[i * b : (i + 1) * b], self.y[i * b : (i + 1) * b]
+            return
+        if self.shuffle:
+            order = epoch_permutation(n, self.seed, epoch).to(self.device)
+        else:
+            order = torch.arange(n, device=self.device)
+        for i in range(len(self)):
+            idx = self._local(order[i * b : (i + 1) * b])
+            yield self.x[idx], self.y[idx]
 
 
 def _collate_uint8(items: Sequence[tuple[Any, Any]]) -> tuple[Tensor, Tensor]:
@@ -165,7 +208,7 @@ def _collate_uint8(items: Sequence[tuple[Any, Any]]) -> tuple[Tensor, Tensor]:
     return torch.stack(xs), torch.as_tensor([int(lbl) for _, lbl in items], dtype=torch.int64)
 
 
-class StreamingLoader:
+class StreamingLoader(_Sharding):
     """:class:`DeviceLoader`'s interface for data that does not fit on the device.
 
     ``data`` is either a pair of CPU tensors ``(x, y)`` (``uint8`` images or float signals /
@@ -216,11 +259,6 @@ class StreamingLoader:
             return len(self.tensors[1])
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __len__(self) -> int:
-        """Batches per epoch."""
-        n, b = self.num_samples, self.batch_size
-        return n // b if self.drop_last else math.ceil(n / b)
-
     def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         """The batches of epoch number ``epoch``, moved to the device."""
         epoch = _check_int("epoch", epoch, 0)
@@ -230,22 +268,27 @@ class StreamingLoader:
         if self.tensors is not None:
             x, y = self.tensors
             for i in range(len(self)):
-                idx = order[i * b : (i + 1) * b]
+                idx = self._local(order[i * b : (i + 1) * b])
                 xb, yb = x[idx], y[idx]
                 if self._pin:
                     xb, yb = xb.pin_memory(), yb.pin_memory()
                 yield xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
             return
+        sizes = [len(order[i * b : (i + 1) * b]) for i in range(len(self))]
+        batches = [  # this replica's slice of every global batch (all of it with one replica)
+            order[i * b : (i + 1) * b][slice(*shard_bounds(n_i, self.rank, self.world_size))]
+            for i, n_i in enumerate(sizes)
+        ]
         loader = torch.utils.data.DataLoader(
             self.dataset,  # type: ignore[arg-type]
-            batch_size=b,
-            sampler=order.tolist(),
-            drop_last=self.drop_last,
+            batch_sampler=[idx.tolist() for idx in batches],
             num_workers=self.num_workers,
             collate_fn=_collate_uint8,
             pin_memory=self._pin,
         )
-        for xb, yb in loader:
+        for n_i, (xb, yb) in zip(sizes, loader, strict=True):
+            if self.on_batch is not None:
+                self.on_batch(n_i)
             yield xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
 
 

@@ -23,7 +23,7 @@ from torch.optim.swa_utils import AveragedModel
 from tricksearch.components import Components, build
 from tricksearch.data import DatasetSplits, reconcile_kind
 from tricksearch.data.loader import DeviceLoader, StreamingLoader, make_loader, to_float
-from tricksearch.engine import state
+from tricksearch.engine import distributed, state
 from tricksearch.engine.setup import (
     ModelFactory,
     evaluate,
@@ -35,6 +35,7 @@ from tricksearch.engine.setup import (
 from tricksearch.engine.teacher import get_teacher
 from tricksearch.errors import ConfigTypeError
 from tricksearch.recipe import Recipe
+from tricksearch.tricks._semi_members import attach as semi_attach
 
 __all__ = [
     "EpochMetrics",
@@ -114,6 +115,7 @@ class _Run:
     teacher: nn.Module | None
     scaler: torch.amp.GradScaler | None
     step: int = 0  # global optimizer step, across epochs
+    dist: Any = distributed.LOCAL  # data-parallel hooks (engine.distributed); identity alone
 
     @property
     def eval_net(self) -> nn.Module:
@@ -133,6 +135,7 @@ def fit(
     max_device_bytes: int | None = None,
     on_state: Callable[[EpochMetrics, dict[str, Any]], object] | None = None,
     resume: dict[str, Any] | None = None,
+    dist: distributed.DataParallel | None = None,
 ) -> FitResult:
     """Train ``model`` (default: the recipe's) on ``data`` (default: the recipe's) per the recipe.
 
@@ -145,6 +148,10 @@ def fit(
     ``on_state(metrics, state)`` is called after every epoch (after ``on_epoch``) with the
     training state (:mod:`tricksearch.engine.state`); ``fit(..., resume=state)`` goes on after
     that epoch with the same numbers as a training that was never interrupted.
+
+    ``dist=DataParallel(rank, world_size)`` trains one replica of a data-parallel run (torch
+    DDP; the process group initialised first; callbacks usually given on rank 0 only): see
+    :mod:`tricksearch.engine.distributed`.
     """
     if not isinstance(recipe, Recipe):
         raise ConfigTypeError(f"recipe: got {type(recipe).__name__}, expected a Recipe.")
@@ -152,6 +159,7 @@ def fit(
     data = load_data(recipe) if data is None else data
     reconcile_kind(recipe.data.kind, data.kind, dataset=f"dataset {data.name!r}")
     run = _prepare(recipe, model, data, dev, teacher, max_device_bytes)
+    distributed.attach(run, recipe, dist)  # DDP: sharded batches, wrapped model; else sync_bn note
     snapshot_epochs = set(run.parts.lr_schedule.snapshot_epochs())
     snapshots: list[nn.Module] = []
     history: list[EpochMetrics] = []
@@ -162,7 +170,9 @@ def fit(
     t_start = time.perf_counter()
     for epoch in range(len(history), recipe.budget.epochs):
         t0 = time.perf_counter()
+        run.dist.seed_epoch(recipe.budget.seed, epoch)  # per-replica draws (no-op alone)
         train_loss, correct, seen, lr = _train_epoch(run, epoch)
+        train_loss, correct, seen = run.dist.reduce_train(train_loss, correct, seen)
         images += seen
         if not math.isfinite(train_loss):
             raise TrainingDiverged(
@@ -172,6 +182,7 @@ def fit(
         if epoch in snapshot_epochs:
             snapshots.append(copy.deepcopy(run.eval_net).eval())
         val_acc, val_loss = evaluate(run.eval_net, data.x_val, data.y_val, data, dev)
+        val_acc, val_loss = run.dist.agree(val_acc, val_loss)  # rank 0's, on every replica
         metrics = EpochMetrics(
             epoch=epoch + 1,
             train_loss=train_loss,
@@ -203,6 +214,10 @@ def _prepare(
         net, fresh = materialize_lazy(model.to(dev), data, dev), False
     else:
         net, fresh = make_model(recipe, data, model, device=dev), True
+    # semi: a pool is required; co-/tri-training train the members of one module (seeds +1, +2)
+    net = semi_attach(
+        recipe, net, data, (lambda r: make_model(r, data, model, device=dev)) if fresh else None
+    )
     budget = recipe.budget
     torch.manual_seed(budget.seed)
     # The train split lives on the device when it fits in ``max_device_bytes`` (default 2 GiB);
@@ -240,7 +255,10 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[float, int, int, float]:
     lr = run.parts.lr_schedule.lr_at(run.step)
     for xb, yb in run.loader.epoch(epoch):
         lr = run.parts.set_lr(run.step)
-        loss, logits, target = _train_step(run, xb, yb, epoch)
+        if run.parts.semi is None:
+            loss, logits, target = _train_step(run, xb, yb, epoch)
+        else:  # labelled + unlabelled terms, one optimizer step (tricks/_semi_step.py)
+            loss, logits, target = run.parts.semi.step(run, xb, yb, epoch, optimizer_step)
         run.step += 1
         n = len(yb)
         seen += n
@@ -268,13 +286,13 @@ def _train_step(
         # distillation or flooding terms of the training loss.
         x = parts.adversarial(net, x, target, F.cross_entropy)
     with parts.precision.autocast(run.device):
-        logits = net(x)
+        logits = run.dist.train_net(net)(x)  # the DDP wrapper in a data-parallel run
         teacher_logits = None
         if run.teacher is not None:
             with torch.no_grad():
                 teacher_logits = run.teacher(x).float()
     loss = parts.loss(logits.float(), target, teacher_logits=teacher_logits)
-    optimizer_step(run, loss)
+    optimizer_step(run, run.dist.scale_loss(loss, len(yb)))  # share of the global batch
     return loss, logits, target
 
 

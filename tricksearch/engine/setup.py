@@ -44,7 +44,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def load_data(recipe: Recipe) -> DatasetSplits:
-    """The dataset and split named by the recipe (cached per process)."""
+    """The dataset and split named by the recipe, with its unlabelled pool (``data.unlabeled``,
+    ``data.labeled_fraction``); cached per process."""
     d = recipe.data
     return load_dataset(
         d.dataset,
@@ -53,6 +54,8 @@ def load_data(recipe: Recipe) -> DatasetSplits:
         test_fraction=d.test_fraction,
         split_seed=d.split_seed,
         skip_corrupt=d.skip_corrupt,
+        unlabeled=d.unlabeled,
+        labeled_fraction=d.labeled_fraction,
     )
 
 

@@ -7,7 +7,8 @@ was never interrupted (same device and thread count):
 - the model, the optimizer (Lookahead's slow weights and AdaBound's steps included), the EMA
   model, fp16's loss scaler and the snapshot ensemble's members (their ``state_dict``);
 - the global optimizer step (the LR schedule is a function of it), the history and the count
-  of images seen;
+  of images seen; the semi-supervised trainer's state (self-training's pseudo-labels; the pool's
+  batches are a function of the step);
 - the random number generators every trick draws from: torch's (CPU and every CUDA device),
   Python's ``random`` and NumPy's global one (a user's model may use them).
 
@@ -53,6 +54,7 @@ def capture(
         "scaler": None if run.scaler is None else run.scaler.state_dict(),
         "snapshots": [_cpu(s.state_dict()) for s in snapshots],
         "rng": _rng_state(),
+        "semi": None if parts.semi is None else parts.semi.state_dict(),  # pseudo-labels
     }
     return state
 
@@ -86,6 +88,8 @@ def restore(
         net = copy.deepcopy(run.eval_net)
         net.load_state_dict(member)
         snapshots.append(net.eval())
+    if parts.semi is not None:  # self-training's pseudo-label set (tricks/_semi_step.py)
+        parts.semi.load_state_dict(state.get("semi") or {})
     run.step = int(state["step"])
     _set_rng_state(state["rng"])
     return list(state["history"]), snapshots, int(state["images"])

@@ -169,3 +169,8 @@ def data_note(recipe: Recipe, log: ExportLog, target: str) -> None:
     )
     if d.kind != "image":
         log.approx_note(f"data kind {d.kind!r}: {target}'s training script reads images.")
+    if d.unlabeled or d.labeled_fraction < 1:
+        log.approx_note(
+            f"data: the unlabelled pool (unlabeled {d.unlabeled}, labeled_fraction "
+            f"{d.labeled_fraction:g}) has no {target} equivalent; it trains on the labels given."
+        )

@@ -182,7 +182,9 @@ def show_recipe(recipe: Recipe) -> str:
         f"data:   {d.dataset}"
         + (f" (root {d.data_root})" if d.data_root else "")
         + (f", {d.kind} data" if d.kind != "image" else "")
-        + f", val {d.val_fraction}, test {d.test_fraction}, split seed {d.split_seed}",
+        + f", val {d.val_fraction}, test {d.test_fraction}, split seed {d.split_seed}"
+        + (f", labels kept {d.labeled_fraction:g} of train" if d.labeled_fraction < 1 else "")
+        + (f", unlabelled pool {d.unlabeled}" if d.unlabeled else ""),
         f"model:  {m.name}"
         + (f" {_params(m.options)}" if m.options else "")
         + (

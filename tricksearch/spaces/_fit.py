@@ -28,6 +28,18 @@ FP16_ON_CPU_NOTE = (
 )
 
 
+#: Why a trick that needs unlabelled data is left out (``note: <trick>: left out: …``).
+NO_POOL_REASON = (
+    "needs unlabelled data and this data has none (pass --unlabeled or --labeled-fraction)"
+)
+
+#: Why :func:`fit_device` leaves ``sync_bn`` out of a search on a CPU or one GPU per trial.
+SYNC_BN_WHY = (
+    "torch's SyncBatchNorm needs a data-parallel trial on 2 or more CUDA GPUs "
+    "(--gpus-per-trial 2 or more)"
+)
+
+
 def fit_model(tricks: Mapping[str, TrickEntry], traits: Mapping[str, Any]) -> Fitted:
     """The entries a model with ``traits`` can take (see :func:`tricksearch.compat.
     incompatibility`), with ``group_norm.groups`` narrowed to ``traits["norm_groups"]`` (the
@@ -50,26 +62,41 @@ def fit_model(tricks: Mapping[str, TrickEntry], traits: Mapping[str, Any]) -> Fi
     return kept, notes
 
 
-def fit_device(tricks: Mapping[str, TrickEntry], device: str) -> Fitted:
+def fit_device(
+    tricks: Mapping[str, TrickEntry], device: str, replicas: int = 1, batch_norm: bool = True
+) -> Fitted:
     """The entries that run on ``device``: on ``"cpu"``, ``low_precision.dtype`` is fixed to bf16
-    when it would search fp16 (fp16 autocast is refused on CPU)."""
-    entry = tricks.get("low_precision")
+    when it would search fp16 (fp16 autocast is refused on CPU); ``sync_bn`` is left out unless
+    a trial runs data-parallel on ``replicas`` >= 2 CUDA GPUs with a model that has BatchNorm
+    (``batch_norm``): torch's SyncBatchNorm needs CUDA, and alone it changes nothing."""
+    kept, notes = dict(tricks), []
+    sync = kept.get("sync_bn")
+    if sync is not None and (device == "cpu" or replicas < 2 or not batch_norm):
+        del kept["sync_bn"]
+        if sync.switch != "off":
+            why = "the model has no BatchNorm layer" if batch_norm is False else SYNC_BN_WHY
+            notes.append(f"sync_bn left out: {why}")
+    entry = kept.get("low_precision")
     if device != "cpu" or entry is None or entry.switch == "off":
-        return dict(tricks), []
+        return kept, notes
     dtype = entry.params["dtype"]
     choices = (dtype.choices or ()) if isinstance(dtype, SearchSpec) else (dtype,)
     if "fp16" not in choices:
-        return dict(tricks), []
-    kept = dict(tricks)
+        return kept, notes
     kept["low_precision"] = make_entry("low_precision", {"dtype": "bf16"}, base=entry)
-    return kept, [FP16_ON_CPU_NOTE]
+    return kept, [*notes, FP16_ON_CPU_NOTE]
 
 
 def fit_data(
-    tricks: Mapping[str, TrickEntry], kind: str, image_size: tuple[int, ...] | None
+    tricks: Mapping[str, TrickEntry],
+    kind: str,
+    image_size: tuple[int, ...] | None,
+    unlabeled: int | None = None,
 ) -> Fitted:
     """The entries that work on data of ``kind`` (``"image"``, ``"signal"``, ``"features"``)
-    and, for images, of ``image_size`` (see ``TrickSpec.works_on``)."""
+    and, for images, of ``image_size`` (see ``TrickSpec.works_on``); with ``unlabeled`` = 0 (no
+    unlabelled pool), without the tricks that need one (``TrickSpec.needs_unlabeled``: the
+    ``semi`` family). ``unlabeled`` None: not known, nothing left out for it."""
     if kind not in DATA_KINDS:
         raise ConfigError(f"kind: got {kind!r}, expected one of {', '.join(DATA_KINDS)}.")
     specs = registered_tricks()
@@ -77,6 +104,8 @@ def fit_data(
     notes: list[str] = []
     for name, entry in tricks.items():
         reason = specs[name].works_on(kind, image_size)
+        if reason is None and unlabeled == 0 and specs[name].needs_unlabeled:
+            reason = NO_POOL_REASON
         if reason is not None:
             if entry.switch != "off":
                 notes.append(f"{name}: left out: {reason}")

@@ -302,19 +302,23 @@ class SearchSpace:
         """
         return self._fitted(fit_model(self.tricks, traits))
 
-    def for_device(self, device: str) -> SearchSpace:
+    def for_device(self, device: str, replicas: int = 1, batch_norm: bool = True) -> SearchSpace:
         """A copy that searches only what runs on ``device`` (``"cpu"``, ``"cuda"``, ...).
 
         fp16 autocast is not searched on CPU (it is refused there): ``low_precision.dtype`` is
-        fixed to bf16, with a note. Other devices keep every trick.
+        fixed to bf16, with a note. ``sync_bn`` is searched only when trials run data-parallel
+        on ``replicas`` >= 2 GPUs with a model that has BatchNorm (``batch_norm``).
         """
-        return self._fitted(fit_device(self.tricks, device))
+        return self._fitted(fit_device(self.tricks, device, replicas, batch_norm))
 
-    def for_data(self, kind: str, image_size: tuple[int, ...] | None = None) -> SearchSpace:
+    def for_data(
+        self, kind: str, image_size: tuple[int, ...] | None = None, unlabeled: int | None = None
+    ) -> SearchSpace:
         """A copy without the tricks that do not work on data of ``kind`` (``"image"``,
-        ``"signal"``, ``"features"``) or, for images, of ``image_size`` (height, width), with a
-        note ``"<trick>: left out: <reason>"`` for each (``TrickSpec.works_on``)."""
-        return self._fitted(fit_data(self.tricks, kind, image_size))
+        ``"signal"``, ``"features"``) or, for images, of ``image_size`` (height, width), or that
+        need an unlabelled pool when ``unlabeled`` is 0, with a note ``"<trick>: left out:
+        <reason>"`` for each (``TrickSpec.works_on``, ``needs_unlabeled``)."""
+        return self._fitted(fit_data(self.tricks, kind, image_size, unlabeled))
 
     def with_budget_points(
         self, *, lr: float | None = None, batch_size: int | None = None

@@ -38,6 +38,7 @@ FAMILIES: tuple[str, ...] = (
     "optimizer",
     "model_tweaks",
     "procedure",
+    "semi",
 )
 
 #: Kinds of input data: images (uint8, N x C x H x W), 1-D signals (float, N x C x L) and
@@ -231,6 +232,8 @@ class TrickSpec:
       ``(N, C, H, W)`` uint8 images, ``"signal"`` for float ``(N, C, L)``, ``"features"`` for float
       ``(N, F)``); a search leaves it out for other data, with a note.
     - ``min_image_side``: the smallest image height/width the trick works on (crops, cutout).
+    - ``needs_unlabeled``: the trick trains on an unlabelled pool (``DatasetSplits.x_unlabeled``);
+      training without one is refused, a search leaves it out with a note.
     """
 
     name: str
@@ -247,6 +250,7 @@ class TrickSpec:
     model_option: str | None = None
     data_kinds: frozenset[str] = frozenset(("image", "signal", "features"))
     min_image_side: int = 1
+    needs_unlabeled: bool = False
     searchable: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 

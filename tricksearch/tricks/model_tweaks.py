@@ -16,6 +16,10 @@ Tricks (which models can take them is the models' contract: ``needs_residual``, 
 - ``resnet_variant`` — ResNet-B/C/D (He et al. 2019): B moves the stride 2 to the 3×3 conv, C
   replaces the 7×7 stem by three 3×3 convs, D average-pools before the 1×1 downsample → model
   option ``variant``.
+- ``sync_bn`` — SyncBatchNorm: BatchNorm statistics over the global batch of a data-parallel
+  trial on several GPUs (``nn.SyncBatchNorm.convert_sync_batchnorm``, applied by
+  :mod:`tricksearch.engine.distributed`). torch's SyncBatchNorm needs CUDA: on a CPU, one GPU or
+  a model without BatchNorm the model keeps plain BatchNorm (one note; a search leaves it out).
 
 ``BUILDERS`` maps each trick to the function that adds it to a :class:`_TweakPlan`: model options
 and init hooks. :func:`model_options` returns only the options of the tricks that are on, so an
@@ -135,6 +139,16 @@ RESNET_VARIANT = register(
 )
 
 
+SYNC_BN = register(
+    TrickSpec(
+        name="sync_bn",
+        family=FAMILY,
+        summary="SyncBatchNorm: BN statistics over the global batch of a multi-GPU trial",
+        paper="Peng et al. 2018, MegDet: A Large Mini-Batch Object Detector (cross-GPU BN)",
+    )
+)
+
+
 @dataclass
 class _TweakPlan:
     """What the model tweaks that are on ask for: filled by ``BUILDERS``."""
@@ -163,6 +177,10 @@ def _resnet_variant(plan: _TweakPlan, params: dict[str, Any]) -> None:
     plan.options["variant"] = params["variant"]
 
 
+def _sync_bn(plan: _TweakPlan, params: dict[str, Any]) -> None:
+    """Nothing for the builder: the engine converts the model of a data-parallel run."""
+
+
 #: Every model tweak and the function that adds it to the plan.
 BUILDERS: dict[str, Callable[[_TweakPlan, dict[str, Any]], None]] = {
     "zero_gamma": _zero_gamma,
@@ -170,6 +188,7 @@ BUILDERS: dict[str, Callable[[_TweakPlan, dict[str, Any]], None]] = {
     "group_norm": _group_norm,
     "activation": _activation,
     "resnet_variant": _resnet_variant,
+    "sync_bn": _sync_bn,
 }
 
 

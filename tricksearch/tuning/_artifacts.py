@@ -162,6 +162,10 @@ def search_summary(
             "val_fraction": config.val_fraction,
             "test_fraction": config.test_fraction,
             "split_seed": config.split_seed,
+            **({"unlabeled": config.unlabeled} if config.unlabeled else {}),
+            **(
+                {"labeled_fraction": config.labeled_fraction} if config.labeled_fraction < 1 else {}
+            ),
         },
         "model": config.model,
         "budget": {"epochs": config.epochs, "lr": config.lr, "batch_size": config.batch_size},

@@ -50,6 +50,7 @@ class SearchConfig:
     reduction_factor: int = 3
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
+    workers_per_trial: int = 1  # data-parallel replicas of one trial on CPUs (torch DDP, gloo)
     max_concurrent: int | None = None
     time_budget: float | None = None
     trial_timeout: float | None = None  # seconds one trial may run; then it fails ("timeout")
@@ -66,6 +67,8 @@ class SearchConfig:
     test_fraction: float = 0.2
     split_seed: int = 0
     skip_corrupt: bool = False
+    unlabeled: str | None = None  # an unlabelled pool: imagefolder:PATH or npz:PATH
+    labeled_fraction: float = 1.0  # stratified fraction of the train split's labels kept
     track: tuple[str, ...] = ()  # trackers the trials and retrainings are logged to (TRACKERS)
 
     def __post_init__(self) -> None:
@@ -89,6 +92,17 @@ class SearchConfig:
         if self.tuned_baseline is not None:
             return self.tuned_baseline
         return max(4, self.trials // 4)
+
+    @property
+    def workers(self) -> int:
+        """Data-parallel replicas of one trial: ``gpus_per_trial`` when it is 2 or more (one GPU
+        each), else ``workers_per_trial`` (1: a plain trial)."""
+        return int(self.gpus_per_trial) if self.gpus_per_trial >= 2 else self.workers_per_trial
+
+    @property
+    def gpus_per_worker(self) -> float:
+        """GPUs of each replica of a trial (one in a multi-GPU trial)."""
+        return 1.0 if self.gpus_per_trial >= 2 else self.gpus_per_trial
 
     @property
     def mode(self) -> str:
@@ -129,6 +143,7 @@ class SearchConfig:
         integer("reduction_factor", 2)
         integer("seed", 0)
         integer("split_seed", 0)
+        self._check_unlabeled()
         if self.max_concurrent is not None:
             integer("max_concurrent", 1)
         number("lr", 0.0, strict=True)
@@ -144,11 +159,7 @@ class SearchConfig:
                 f"grace_period: got {self.grace_period}, expected at most epochs ({self.epochs}): "
                 "ASHA's first rung must come before the end of training."
             )
-        if self.gpus_per_trial > 1:
-            raise ConfigError(
-                f"gpus_per_trial: got {self.gpus_per_trial}; a trial spanning several GPUs "
-                "(data-parallel) is not supported yet: use a value in (0, 1] and several trials."
-            )
+        self._check_workers(integer)
         if self.sampler not in SAMPLERS:
             raise ConfigError(
                 f"sampler: got {self.sampler!r}, expected one of {', '.join(SAMPLERS)}."
@@ -162,6 +173,42 @@ class SearchConfig:
         if self.storage is not None and (not isinstance(self.storage, str) or not self.storage):
             raise ConfigTypeError(
                 f"storage: got {self.storage!r}, expected a folder or a URI (s3://…, gs://…)."
+            )
+
+    def _check_unlabeled(self) -> None:
+        """``unlabeled``: None or a pool form; ``labeled_fraction``: a number in (0, 1]."""
+        from tricksearch._recipe_data import parse_unlabeled
+
+        if self.unlabeled is not None:
+            parse_unlabeled(self.unlabeled)
+        value = self.labeled_fraction
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigTypeError(f"labeled_fraction: got {value!r}, expected a number in (0, 1].")
+        if not 0.0 < value <= 1.0:
+            raise ConfigError(f"labeled_fraction: got {value}, expected a number in (0, 1].")
+
+    def _check_workers(self, integer: Any) -> None:
+        """``workers_per_trial`` >= 1; ``gpus_per_trial`` above 1 a whole number of GPUs (one
+        replica each); the global batch split evenly between the replicas."""
+        integer("workers_per_trial", 1)
+        gpus = self.gpus_per_trial
+        if gpus > 1 and gpus != int(gpus):
+            raise ConfigError(
+                f"gpus_per_trial: got {gpus}; a trial on several GPUs takes a whole number of "
+                "them (one data-parallel replica each): use 2, 3, … or a value in (0, 1]."
+            )
+        if gpus > 1 and self.workers_per_trial not in (1, int(gpus)):
+            raise ConfigError(
+                f"workers_per_trial: got {self.workers_per_trial} with gpus_per_trial {gpus:g}; "
+                "a multi-GPU trial runs one replica per GPU: leave --workers-per-trial out."
+            )
+        if gpus > 1 and gpus < 2:
+            raise ConfigError(f"gpus_per_trial: got {gpus}, expected a value in (0, 1] or >= 2.")
+        if self.batch_size % self.workers:
+            raise ConfigError(
+                f"workers_per_trial: {self.workers} replicas do not divide the batch size "
+                f"{self.batch_size} (the global batch is split evenly between them); use a batch "
+                f"size that is a multiple of {self.workers}."
             )
 
     def _check_track(self) -> None:

@@ -26,13 +26,15 @@ def runtime_env() -> dict[str, Any]:
     return {"py_modules": [str(Path(tricksearch.__file__).parent)]}
 
 
-def data_paths(dataset: str, data_root: str | None) -> list[str]:
+def data_paths(dataset: str, data_root: str | None, unlabeled: str | None = None) -> list[str]:
     """The local paths a dataset is read from (``imagefolder:PATH``, ``npz:PATH``, a
-    ``--data-root``): each node must see them. A bundled dataset (digits) has none."""
+    ``--data-root``, an ``--unlabeled`` pool): each node must see them. A bundled dataset
+    (digits) has none."""
     paths = [data_root] if data_root else []
-    kind, sep, rest = dataset.partition(":")
-    if sep and rest and kind.isidentifier():
-        paths.append(rest)
+    for spec in (dataset, unlabeled or ""):
+        kind, sep, rest = spec.partition(":")
+        if sep and rest and kind.isidentifier():
+            paths.append(rest)
     return paths
 
 
@@ -54,7 +56,9 @@ def _probe(paths: list[str]) -> dict[str, Any]:
     }
 
 
-def check_nodes(dataset: str, data_root: str | None, *, timeout: float = 120.0) -> int:
+def check_nodes(
+    dataset: str, data_root: str | None, *, unlabeled: str | None = None, timeout: float = 120.0
+) -> int:
     """Run :func:`_probe` on every alive node; one ConfigError naming each node that cannot run
     a trial (and why). Returns the number of nodes checked."""
     import ray
@@ -65,7 +69,7 @@ def check_nodes(dataset: str, data_root: str | None, *, timeout: float = 120.0) 
 
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     probe = ray.remote(num_cpus=0, max_retries=0)(_probe)
-    paths = data_paths(dataset, data_root)
+    paths = data_paths(dataset, data_root, unlabeled)
     refs = {
         f"{n['NodeManagerAddress']} ({n['NodeID'][:8]})": probe.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)

@@ -137,8 +137,8 @@ def preflight(
 
 def tiny_splits(data: DatasetSplits) -> DatasetSplits:
     """A copy of ``data`` with :data:`TRAIN_SAMPLES` training samples and :data:`EVAL_SAMPLES`
-    val and test samples, spread evenly over each split (so over its classes when it is sorted),
-    with everything else (kind, classes, normalisation) kept."""
+    val, test and unlabelled samples (when it has a pool), spread evenly over each split (so over
+    its classes when it is sorted), with everything else (kind, classes, normalisation) kept."""
 
     def spread(n_total: int, n: int) -> slice | list[int]:
         if n_total <= n:
@@ -150,6 +150,8 @@ def tiny_splits(data: DatasetSplits) -> DatasetSplits:
         x, y = getattr(data, f"x_{part}"), getattr(data, f"y_{part}")
         keep = spread(len(y), n)
         parts[f"x_{part}"], parts[f"y_{part}"] = x[keep], y[keep]
+    if data.x_unlabeled is not None:  # a small pool: the semi tricks train on it
+        parts["x_unlabeled"] = data.x_unlabeled[spread(len(data.x_unlabeled), EVAL_SAMPLES)]
     return dataclasses.replace(data, **parts, info=dict(data.info))
 
 

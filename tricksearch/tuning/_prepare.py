@@ -72,8 +72,11 @@ class Prepared:
     def notes(self) -> list[str]:
         """What the user should know before the search starts: a space file edited since a
         resumed search started, what the data reader changed (images resized, labels
-        renumbered), what the space left out and why, image files that could not be read."""
+        renumbered), what the space left out and why, image files that could not be read, the
+        unlabelled pool's size."""
         notes = [*self.resume_notes, *self.data.info.get("notes", []), *self.space.notes]
+        if self.data.x_unlabeled is not None:
+            notes.append(f"semi-supervised data: {self.data.summary()}")
         if self.data.info.get("n_skipped"):
             notes.append(
                 f"skipped {self.data.info['n_skipped']} unreadable image file(s), e.g. "
@@ -115,8 +118,12 @@ def prepare(
     space, resume_notes = _space_to_search(config, resume)
     space = (
         space.for_model(traits)
-        .for_device(device)
-        .for_data(data.kind, data.image_size if data.kind == "image" else None)
+        .for_device(device, config.workers, _has_batch_norm(base, data, model_factory, config))
+        .for_data(
+            data.kind,
+            data.image_size if data.kind == "image" else None,
+            unlabeled=data.unlabeled_count,  # semi tricks need a pool
+        )
         .with_budget_points(lr=base.budget.lr, batch_size=base.budget.batch_size)
     )
     checked = preflight(space, base, data, model_factory, device)  # every trick, one step
@@ -259,11 +266,13 @@ def absolute_paths(config: SearchConfig) -> SearchConfig:
         space=space,
         data_root=None if root is None else str(Path(root).expanduser().resolve()),
         dataset=_absolute_dataset(config.dataset),
+        unlabeled=None if config.unlabeled is None else _absolute_dataset(config.unlabeled),
     )
 
 
 def _absolute_dataset(name: str) -> str:
-    """``imagefolder:rel/path`` -> absolute: Ray workers run in other folders."""
+    """``imagefolder:rel/path`` -> absolute: Ray workers run in other folders (datasets and
+    unlabelled pools)."""
     for prefix in ("imagefolder:", "npz:"):
         if name.startswith(prefix):
             return prefix + str(Path(name[len(prefix) :]).expanduser().resolve())
@@ -291,6 +300,10 @@ def base_recipe(config: SearchConfig) -> Recipe:
                 "test_fraction": config.test_fraction,
                 "split_seed": config.split_seed,
                 "skip_corrupt": config.skip_corrupt,
+                "unlabeled": (
+                    None if config.unlabeled is None else _absolute_dataset(config.unlabeled)
+                ),
+                "labeled_fraction": config.labeled_fraction,
             },
             "model": {"name": config.model},
             "budget": {
@@ -299,9 +312,26 @@ def base_recipe(config: SearchConfig) -> Recipe:
                 "lr": config.lr,
                 "seed": config.seed,
             },
-            "runtime": {"threads": trial_threads(config)},
+            "runtime": {
+                "threads": trial_threads(config),
+                "workers": config.workers if config.workers > 1 else None,  # DDP trials
+            },
         }
     )
+
+
+def _has_batch_norm(
+    base: Recipe, data: DatasetSplits, factory: Callable[..., nn.Module] | None, config: Any
+) -> bool:
+    """Whether the model has BatchNorm layers (``sync_bn``); only built for multi-GPU trials."""
+    if config.gpus_per_trial < 2:
+        return True  # sync_bn is left out for the device anyway
+    from torch import nn
+
+    from tricksearch.engine import make_model
+
+    net = make_model(base, data, factory)
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
 def model_traits_for(

@@ -104,8 +104,8 @@ def run_jobs(
     for i, res in map_tasks(
         retrain_one,
         tasks,
-        num_cpus=config.cpus_per_trial,
-        num_gpus=config.gpus_per_trial,
+        num_cpus=config.cpus_per_trial * config.workers,  # a DDP recipe: local processes
+        num_gpus=config.gpus_per_worker * config.workers,
         shared=ctx,
     ):
         label, _, seed = jobs[i]
@@ -139,7 +139,8 @@ def _slots(config: SearchConfig) -> int:
     if not ray.is_initialized():
         return 1
     have = ray.cluster_resources()
-    slots = int(have.get("CPU", 1) // config.cpus_per_trial) if config.cpus_per_trial else 1
-    if config.gpus_per_trial:
-        slots = min(slots, int(have.get("GPU", 0) // config.gpus_per_trial))
+    cpus, gpus = config.cpus_per_trial * config.workers, config.gpus_per_worker * config.workers
+    slots = int(have.get("CPU", 1) // cpus) if cpus else 1
+    if gpus:
+        slots = min(slots, int(have.get("GPU", 0) // gpus))
     return max(1, slots)

@@ -286,4 +286,5 @@ def _trial_context(prep: Prepared) -> TrialContext:
         cache_dir=str(prep.run_dir / "cache"),
         cv=prep.config.cv,
         checkpoint=prep.config.max_retries > 0,
+        gpus_per_worker=prep.config.gpus_per_worker,
     )

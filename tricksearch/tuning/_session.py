@@ -148,7 +148,7 @@ def ray_session(config: SearchConfig, run_dir: Path) -> Iterator[RaySession]:
         try:
             slots = check_resources(config)
             if config.address:  # every node can run a trial, before the first one runs
-                check_nodes(config.dataset, config.data_root)
+                check_nodes(config.dataset, config.data_root, unlabeled=config.unlabeled)
             yield RaySession(slots, console, start_seconds)
         finally:
             if started:
@@ -201,9 +201,14 @@ def check_resources(config: SearchConfig) -> int:
         raise ConfigError(
             f"cpus_per_trial: got {config.cpus_per_trial}, but only {cpus:g} CPU(s) are available."
         )
-    slots = int(cpus // config.cpus_per_trial)
+    if cpus < config.cpus_per_trial * config.workers:
+        raise ConfigError(
+            f"workers_per_trial: {config.workers} replicas of {config.cpus_per_trial:g} CPU(s) "
+            f"each, but only {cpus:g} CPU(s) are available (Ray would wait forever)."
+        )
+    slots = int(cpus // (config.cpus_per_trial * config.workers))  # replicas of a trial
     if config.gpus_per_trial > 0:
-        slots = min(slots, int(gpus // config.gpus_per_trial))
+        slots = min(slots, int(gpus // (config.gpus_per_worker * config.workers)))
     slots = max(1, slots)
     if config.max_concurrent is not None:
         slots = min(slots, config.max_concurrent)

@@ -6,6 +6,7 @@ trials) — the cache lives in ``tricksearch.data``. Module-level functions only
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -47,6 +48,7 @@ class TrialContext:
     cache_dir: str | None = None
     cv: int | None = None  # the retraining's K folds on train + val (``--cv``); None: one split
     checkpoint: bool = True  # trials checkpoint every epoch (off with --max-retries 0: unused)
+    gpus_per_worker: float = 0.0  # GPUs of each replica of a data-parallel trial
 
 
 def _setup(ctx: TrialContext, recipe: Recipe) -> None:
@@ -105,7 +107,12 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         if resume is not None:
             epochs_done[0] = int(resume["epoch"])
             spent[0] = sum(h["epoch_seconds"] for h in resume["history"])
-        fit(
+        train = fit
+        if (recipe.runtime.workers or 1) > 1:  # data-parallel: this process is rank 0
+            from tricksearch.tuning._ddp import fit_replicated
+
+            train = functools.partial(fit_replicated, ctx=ctx)
+        train(
             recipe,
             model=ctx.model_factory,
             data=data,
@@ -217,7 +224,7 @@ def retrain_one(recipe_dict: dict[str, Any], seed: int, ctx: TrialContext) -> di
     (``data.cv_fold``, the same folds for every recipe), and the metrics are the means over the
     folds (``folds`` keeps each fold's)."""
     from tricksearch.data import cv_fold
-    from tricksearch.engine import TrainingDiverged, fit
+    from tricksearch.engine import TrainingDiverged
     from tricksearch.tuning._failures import cause_line
 
     recipe = Recipe.from_dict(recipe_dict)
@@ -234,7 +241,7 @@ def retrain_one(recipe_dict: dict[str, Any], seed: int, ctx: TrialContext) -> di
     seconds, epochs = 0.0, 0
     for part in parts:
         try:
-            result = fit(
+            result = _fit_for(recipe)(
                 recipe, model=ctx.model_factory, data=part, device=ctx.device, evaluate_test=True
             )
         except TrainingDiverged as exc:
@@ -257,3 +264,15 @@ def retrain_one(recipe_dict: dict[str, Any], seed: int, ctx: TrialContext) -> di
 
 
 _METRICS = ("val_acc", "val_loss", "test_acc", "test_loss")
+
+
+def _fit_for(recipe: Recipe) -> Callable[..., Any]:
+    """``engine.fit``, or its data-parallel form for a recipe of ``runtime.workers`` > 1 (local
+    processes, like ``tricksearch train``: the retraining gives the trials' numbers)."""
+    from tricksearch.engine import fit
+    from tricksearch.engine.spawn import spawn_fit
+
+    workers = recipe.runtime.workers or 1
+    if workers == 1:
+        return fit
+    return functools.partial(spawn_fit, workers=workers, threads=recipe.runtime.threads)

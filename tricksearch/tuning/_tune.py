@@ -157,6 +157,7 @@ def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> TrialFaults:
     Returns what happened to the trials' workers (retries, checkpoint disk peak)."""
     from ray import tune
 
+    from tricksearch.tuning._ddp import trial_resources
     from tricksearch.tuning._faults import TrialFaults
     from tricksearch.tuning._progress import ProgressCallback
     from tricksearch.tuning._searcher import TruthfulOptunaSearch
@@ -195,7 +196,7 @@ def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> TrialFaults:
     faults = TrialFaults(scheduler, timeout=config.trial_timeout, run_dir=job.run_dir)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, ctx=job.ctx),
-        {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
+        trial_resources(config),  # N bundles for a data-parallel trial (tuning/_ddp.py)
     )
     name, storage_path = _experiment(job)
     tuner = tune.Tuner(

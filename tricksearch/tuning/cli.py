@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tricksearch._command import (
     Command,
+    add_unlabeled_options,
     nonneg_float,
     nonneg_int,
     positive_float,
@@ -36,6 +37,7 @@ def _add_what(g: argparse._ArgumentGroup, d: SearchConfig) -> None:
     g.add_argument("--dataset", default=d.dataset, help="dataset name (default: %(default)s)")
     g.add_argument("--data-root", help="folder holding the dataset files")
     g.add_argument("--skip-corrupt", action="store_true", help="skip unreadable image files")
+    add_unlabeled_options(g)
     g.add_argument("--model", default=d.model, help="model name (default: %(default)s)")
     g.add_argument(
         "--space", default=d.space, help="preset name or space file (default: %(default)s)"
@@ -115,7 +117,15 @@ def _add_resources(g: argparse._ArgumentGroup, d: SearchConfig) -> None:
         "--gpus-per-trial",
         type=nonneg_float,
         default=d.gpus_per_trial,
-        help="fractions allowed: 0.5 runs two per GPU",
+        help="fractions allowed: 0.5 runs two per GPU; 2 or more: one data-parallel trial "
+        "(torch DDP, NCCL) on that many GPUs",
+    )
+    g.add_argument(
+        "--workers-per-trial",
+        type=positive_int,
+        default=d.workers_per_trial,
+        help="data-parallel replicas of one CPU trial (torch DDP, gloo), each with "
+        "--cpus-per-trial CPUs; the batch size is the global batch (default: %(default)s)",
     )
     g.add_argument(
         "--max-concurrent",
@@ -243,6 +253,8 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         data_root=args.data_root,
         skip_corrupt=args.skip_corrupt,
+        unlabeled=args.unlabeled,
+        labeled_fraction=1.0 if args.labeled_fraction is None else args.labeled_fraction,
         model=args.model,
         space=args.space,
         trials=args.trials,
@@ -257,6 +269,7 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         reduction_factor=args.reduction_factor,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
+        workers_per_trial=args.workers_per_trial,
         max_concurrent=args.max_concurrent,
         time_budget=args.time_budget,
         trial_timeout=args.trial_timeout,
