@@ -8,25 +8,32 @@ Every trick works on 2-D images only (``data_kinds={"image"}``); papers in the d
 - ``cutout``: zero a square of side ``size``·min(H, W) at a random centre per sample, clipped by
   the border as in the paper (one batched mask).
 - ``random_erasing``: with probability ``prob`` erase a rectangle of 2–33 % of the area, aspect
-  ratio 0.3–3.3 (``v2.RandomErasing`` on the selected samples only).
+  ratio 0.3–3.3 (``v2.RandomErasing``'s rule, batched: :func:`_batched_ops.erasing_boxes`).
 - group ``policy`` (at most one): ``autoaugment``, ``randaugment``, ``trivialaugment``,
-  ``augmix`` (``torchvision.transforms.v2`` on uint8 images).
+  ``augmix``: torchvision v2's policies drawn per sample, applied to the whole uint8 batch on its
+  device (``_batched_policies``).
 - ``multiscale``: every ``every_epochs`` epochs resize the float batch by a scale drawn from
   ``scales`` (YOLO-style multi-scale training); the model needs adaptive pooling.
 
-Per-sample policies. A v2 transform called on a batched tensor draws its random op once for the
-whole batch, so :class:`BatchAugment` calls the policy once per image, as in the papers. Measured
-on 2 CPU cores (torch 2.14, torchvision 0.29), per image: TrivialAugment 85–130 µs, AutoAugment
-100–190 µs, RandAugment(N=2) 230–340 µs, AugMix 560–950 µs (8×8 to 32×32) — 0.9–9.5 s per 10,000
-images; one batched call costs 1–10 % of that but applies one op to the whole batch. The policies
-take 1- or 3-channel images (torchvision's colour ops accept no other; they leave grey unchanged).
+Per-sample policies. A v2 transform called on a batched tensor draws its op once for the whole
+batch; the papers draw per image. ``_batched_policies`` draws each image's ops, magnitudes, signs
+and probabilities as tensors, from torchvision's own tables, and applies each op to the samples
+that drew it, with torchvision's per-image pixels (``tests/tricks/test_batched_policies.py``).
+Seconds per 10,000 images, 28×28 grey / 32×32 RGB, per image → batched (2 shared CPU cores, 1
+thread, torch 2.14, torchvision 0.29, ``benchmarks/augment_policies.py``): TrivialAugment
+0.69/0.91 → 0.061/0.17, AutoAugment 0.80/1.05 → 0.095/0.26, RandAugment(2, 9) 1.25/1.78 →
+0.12/0.33, AugMix 4.5/6.1 → 0.48/1.36, random erasing 0.31/0.36 → 0.021/0.046 (4–15×).
+The policies take 1- or 3-channel
+images (torchvision's colour ops accept no other; they leave grey unchanged).
 
 ``BUILDERS`` maps each trick to the settings it contributes (keyword arguments of
 :class:`BatchAugment`, or the multi-scale resize). :class:`BatchAugment` applies policy → flip →
 crop → cutout → random erasing on uint8; ``multiscale`` is separate (:func:`build_multiscale`)
 because it acts on the float batch.
-Randomness: torch's global CPU generator (every draw is made on the CPU and moved to the batch's
-device); the engine seeds it, so the same seed gives the same batches on any device.
+Randomness: the policies, cutout and random erasing draw on the batch's device, from
+``BatchAugment(generator=…)`` when given (a generator on that device), else from torch's default
+generator of that device, which the engine seeds with ``torch.manual_seed`` (on the CPU: the
+global generator, as before); flip and crop draw on the CPU (``data.loader``).
 """
 
 from __future__ import annotations
@@ -38,11 +45,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.transforms import v2
 
 from tricksearch.data.loader import batch_crop, batch_flip
 from tricksearch.errors import ConfigError
+from tricksearch.tricks import _batched_ops
 from tricksearch.tricks._base import Param, SearchSpec, TrickSpec, register
+from tricksearch.tricks._batched_policies import (
+    BatchedAugMix,
+    BatchedAutoAugment,
+    BatchedPolicy,
+    BatchedRandAugment,
+    BatchedTrivialAugment,
+)
 from tricksearch.tricks._section import dispatch, resolve_section
 
 __all__ = [
@@ -54,6 +68,7 @@ __all__ = [
     "cutout_batch",
     "cutout_mask",
     "cutout_side",
+    "erase_batch",
     "multiscale_size",
 ]
 
@@ -66,8 +81,9 @@ POLICY_GROUP = "policy"
 ERASING_SCALE: tuple[float, float] = (0.02, 0.33)
 ERASING_RATIO: tuple[float, float] = (0.3, 3.3)
 
-#: An augmentation policy: one uint8 image [C, H, W] in, one out.
-Policy = Callable[[Tensor], Tensor]
+#: An augmentation policy: ``policy(uint8 batch [B, C, H, W], generator or None)`` -> batch,
+#: drawn per sample (``_batched_policies``).
+Policy = BatchedPolicy
 
 #: Every augmentation works on 2-D images only (``TrickSpec.data_kinds``).
 IMAGES = frozenset({"image"})
@@ -228,9 +244,7 @@ MULTISCALE = _declare(
 
 
 # --------------------------------------------------------------------------------------------
-# Batched maths (plain functions; randomness from torch's global CPU generator)
-
-
+# Batched maths (plain functions; randomness drawn on the batch's device: module docstring)
 def _check_batch(x: Tensor) -> None:
     if x.ndim != 4:
         raise ValueError(f"expected an image batch [B, C, H, W], got shape {tuple(x.shape)}")
@@ -243,42 +257,37 @@ def cutout_side(size: float, height: int, width: int) -> int:
 
 def cutout_mask(height: int, width: int, side: int, centre_y: Tensor, centre_x: Tensor) -> Tensor:
     """Boolean mask [B, H, W], true inside the side×side square at each centre, clipped."""
-    dev = centre_y.device
-    top = (centre_y - side // 2)[:, None]
-    left = (centre_x - side // 2)[:, None]
-    ys = torch.arange(height, device=dev)[None, :]
-    xs = torch.arange(width, device=dev)[None, :]
-    in_y = (ys >= top) & (ys < top + side)
-    in_x = (xs >= left) & (xs < left + side)
-    return in_y[:, :, None] & in_x[:, None, :]
+    size = torch.full_like(centre_y, side)
+    top, left = centre_y - side // 2, centre_x - side // 2
+    return _batched_ops.box_mask(height, width, top, left, size, size)
 
 
-def cutout_batch(x: Tensor, size: float) -> Tensor:
+def cutout_batch(x: Tensor, size: float, generator: torch.Generator | None = None) -> Tensor:
     """Zero a square of side ``size``·min(H, W) at a uniform random centre of each image.
 
     As in DeVries & Taylor (2017) the centre may lie near the border, so the square is clipped.
+    Centres drawn on the batch's device (module docstring).
     """
     _check_batch(x)
     b, _, h, w = x.shape
     side = cutout_side(size, h, w)
     if side <= 0:
         return x
-    cy = torch.randint(0, h, (b,)).to(x.device)  # drawn on the CPU: same batches on any device
-    cx = torch.randint(0, w, (b,)).to(x.device)
+    cy = torch.randint(0, h, (b,), device=x.device, generator=generator)
+    cx = torch.randint(0, w, (b,), device=x.device, generator=generator)
     return x.masked_fill(cutout_mask(h, w, side, cy, cx)[:, None], 0)
 
 
-def _erase_batch(x: Tensor, prob: float, eraser: v2.RandomErasing) -> Tensor:
-    """Random erasing: the Bernoulli(prob) draw is batched, the rectangle drawn per sample."""
-    if prob <= 0:
-        return x
-    chosen = (torch.rand(x.shape[0]) < prob).nonzero().flatten().tolist()
-    if not chosen:
-        return x
-    out = x.clone()
-    for i in chosen:
-        out[i] = eraser(x[i])
-    return out
+def erase_batch(x: Tensor, prob: float, generator: torch.Generator | None = None) -> Tensor:
+    """``v2.RandomErasing(p=prob, value=0)`` per image, batched: with probability ``prob`` zero one
+    rectangle (:func:`_batched_ops.erasing_boxes`; none when no attempt fits)."""
+    b, _, h, w = x.shape
+    top, left, box_h, box_w = _batched_ops.erasing_boxes(
+        b, h, w, scale=ERASING_SCALE, ratio=ERASING_RATIO, device=x.device, generator=generator
+    )
+    chosen = _batched_ops.uniform((b,), x.device, generator) < prob
+    mask = _batched_ops.box_mask(h, w, top, left, box_h * chosen, box_w)
+    return x.masked_fill(mask[:, None], 0)
 
 
 class BatchAugment:
@@ -286,7 +295,9 @@ class BatchAugment:
 
     ``__call__(x, epoch)`` takes a uint8 batch [B, C, H, W] and returns a uint8 batch of the same
     shape: policy (per sample) → flip → crop → cutout → random erasing. ``epoch`` is accepted for
-    the engine's uniform interface; none of these tricks depends on it.
+    the engine's uniform interface; none of these tricks depends on it. ``generator``: where the
+    policy, cutout and erasing draw (a generator on the batch's device), else torch's default
+    generator of the batch's device.
     """
 
     def __init__(
@@ -297,13 +308,14 @@ class BatchAugment:
         crop_padding: int = 0,
         cutout_size: float = 0.0,
         erasing_prob: float = 0.0,
+        generator: torch.Generator | None = None,
     ) -> None:
         self.policy = policy
         self.hflip = hflip
         self.crop_padding = crop_padding
         self.cutout_size = cutout_size
         self.erasing_prob = erasing_prob
-        self._eraser = v2.RandomErasing(p=1.0, scale=ERASING_SCALE, ratio=ERASING_RATIO, value=0)
+        self.generator = generator
 
     def __repr__(self) -> str:
         fields = {
@@ -320,30 +332,26 @@ class BatchAugment:
         if x.dtype != torch.uint8:
             raise ValueError(f"BatchAugment expects a uint8 batch, got {x.dtype}")
         if self.policy is not None:
-            fn = self.policy[1]
-            out = torch.empty_like(x)
-            for i in range(x.shape[0]):  # one independent draw per sample (see module docstring)
-                out[i] = fn(x[i])
-            x = out
+            x = self.policy[1](x, self.generator)  # one independent draw per sample
         if self.hflip:
             x = batch_flip(x)
         if self.crop_padding:
             x = batch_crop(x, self.crop_padding, mode="reflect")
         if self.cutout_size:
-            x = cutout_batch(x, self.cutout_size)
+            x = cutout_batch(x, self.cutout_size, self.generator)
         if self.erasing_prob:
-            x = _erase_batch(x, self.erasing_prob, self._eraser)
+            x = erase_batch(x, self.erasing_prob, self.generator)
         return x
 
 
-#: The torchvision transform of each policy of the exclusive group ``policy``.
+#: The batched torchvision policy of each trick of the exclusive group ``policy``.
 _POLICIES: dict[str, Callable[[dict[str, Any]], Policy]] = {
-    "autoaugment": lambda p: v2.AutoAugment(v2.AutoAugmentPolicy(p["policy"])),
-    "randaugment": lambda p: v2.RandAugment(
+    "autoaugment": lambda p: BatchedAutoAugment(p["policy"]),
+    "randaugment": lambda p: BatchedRandAugment(
         num_ops=p["num_ops"], magnitude=p["magnitude"], num_magnitude_bins=31
     ),
-    "trivialaugment": lambda p: v2.TrivialAugmentWide(),
-    "augmix": lambda p: v2.AugMix(),
+    "trivialaugment": lambda p: BatchedTrivialAugment(),
+    "augmix": lambda p: BatchedAugMix(),
 }
 
 
