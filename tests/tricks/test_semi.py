@@ -277,32 +277,96 @@ def test_preflight_keeps_a_small_pool(pooled) -> None:
 
 
 # --- planted effect ----------------------------------------------------------------------------
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="not reached yet: measured 60 epochs, fixmatch mu=3 0.785/0.885/0.848 vs supervised "
-    "0.944/0.941/0.948; self_training 0.926/0.948/0.948 (see NOTES)",
-)
-def test_semi_supervised_beats_supervised_on_digits_with_ten_percent_labels(digits) -> None:
-    """digits with 10 % of the train labels (stratification aside: a seeded random 10 %), the
-    rest the pool; cnn-small, 60 epochs, batch 32: FixMatch beats the supervised-only recipe on
-    val accuracy for 3 seeds, paired."""
-    perm = torch.randperm(len(digits.y_train), generator=torch.Generator().manual_seed(0))
-    n = len(perm) // 10
-    data = dataclasses.replace(
-        digits,
-        x_train=digits.x_train[perm[:n]],
-        y_train=digits.y_train[perm[:n]],
-        x_unlabeled=digits.x_train[perm[n:]],
-        info=dict(digits.info),
-    )
-    gains = []
+def test_self_training_beats_supervised_on_digits_with_ten_percent_labels(one_thread) -> None:
+    """digits with 10 % of the train labels (``labeled_fraction: 0.1``: 117 labelled, 1,051 in
+    the pool), cnn-small, 400 epochs of batch 32 (~1,600 steps): self-training (5 rounds,
+    threshold 0.95, weight 2, class balance) against the same recipe without it, 3 seeds,
+    paired: better beyond noise on val (95 % paired t interval above 0), a gain on test too.
+    Measured (1 thread): val 0.911/0.937/0.930 → 0.956/0.963/0.967 (+0.036, CI +0.013 …
+    +0.059); test 0.944/0.958/0.953 → 0.972/0.969/0.975 (+0.020, CI −0.001 … +0.041: 359 test
+    images cannot show a 2-point gain with 3 seeds; see tests/tuning/test_semi_e2e.py)."""
+    from tricksearch.data import load_dataset
+    from tricksearch.tuning._verdict import BETTER, paired_verdict
+
+    data = load_dataset("digits", labeled_fraction=0.1)
+    assert (len(data.y_train), data.unlabeled_count) == (117, 1051)
+    scores: dict[str, list[tuple[float, float]]] = {"supervised": [], "self_training": []}
+    params = {"threshold": 0.95, "rounds": 5, "weight": 2.0, "class_balance": True}
     for seed in range(3):
         base = Recipe.from_dict(
-            {"budget": {"epochs": 60, "batch_size": 32, "lr": 0.05, "seed": seed}}
+            {
+                "data": {"labeled_fraction": 0.1},
+                "budget": {"epochs": 400, "batch_size": 32, "lr": 0.05, "seed": seed},
+            }
         )
-        plain = fit(base, data=data).val_acc
-        semi = fit(base.with_trick("fixmatch", {"mu": 3}), data=data).val_acc
-        print(f"seed {seed}: supervised {plain:.3f}  fixmatch {semi:.3f}")
-        gains.append(semi - plain)
-    assert all(g > 0 for g in gains), gains
+        for name, recipe in (
+            ("supervised", base),
+            ("self_training", base.with_trick("self_training", params)),
+        ):
+            result = fit(recipe, data=data, evaluate_test=True)
+            scores[name].append((result.val_acc, result.test_acc))
+            print(f"seed {seed} {name}: val {result.val_acc:.4f} test {result.test_acc:.4f}")
+    verdicts = {
+        split: paired_verdict(
+            [s[i] for s in scores["self_training"]], [s[i] for s in scores["supervised"]]
+        )
+        for i, split in enumerate(("val", "test"))
+    }
+    for split, verdict in verdicts.items():
+        print(split, verdict.interval_text(), verdict.verdict)
+    assert verdicts["val"].verdict == BETTER and verdicts["val"].low > 0
+    assert verdicts["test"].gain > 0.01
+
+
+@pytest.mark.parametrize("name", ["co_training", "tri_training"])
+def test_a_multi_model_checkpoint_loads_back_as_its_members(tmp_path, name) -> None:
+    """`train --out` saves every member's weights; `load_checkpoint` rebuilds the members and
+    scores exactly what the training scored."""
+    import json
+
+    from tricksearch.cli import main
+    from tricksearch.data import load_dataset
+    from tricksearch.engine import load_checkpoint
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "data: {dataset: digits, labeled_fraction: 0.1}\nbudget: {epochs: 1, batch_size: 32}\n"
+        f"semi: {{{name}: {{}}}}\n"
+    )
+    assert main(["train", "--recipe", str(recipe), "--out", str(tmp_path / "out")]) == 0
+    model = load_checkpoint(tmp_path / "out" / "model.pt")
+    assert isinstance(model, Members) and len(model.members) == (2 if name == "co_training" else 3)
+    data = load_dataset("digits", labeled_fraction=0.1)
+    acc, _ = evaluate(model, data.x_val, data.y_val, data, torch.device("cpu"))
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert acc == pytest.approx(metrics["val_acc"], abs=1e-12)
+
+
+def test_semi_tricks_stay_out_of_data_parallel_trials() -> None:
+    """A data-parallel search leaves the semi group out with a note; a data-parallel fit of a
+    semi recipe is refused in one line (the semi trainers step one process)."""
+    from tricksearch.engine.distributed import DataParallel, attach
+
+    fitted = load_space("default").for_device("cpu", 2)
+    assert not any(k.startswith("semi.") for k in fitted.describe().split())
+    assert any(
+        n.startswith("fixmatch left out: semi-supervised training runs in one process")
+        for n in fitted.notes
+    )
+
+    class _Run:  # what attach reads of a run before it checks the recipe
+        net = torch.nn.Linear(2, 2)
+        device = torch.device("cpu")
+
+    recipe = BASE.with_trick("fixmatch")
+    with pytest.raises(ConfigError, match=r"^semi\.fixmatch: .* not data-parallel \(2 workers\)"):
+        attach(_Run(), recipe, DataParallel(0, 2))

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from tricksearch.errors import ConfigError
+from tricksearch.tricks._semi_members import Members
 
 __all__ = ["load_checkpoint", "save_checkpoint"]
 
@@ -66,12 +67,25 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
             f"checkpoint {str(path)!r}: not a tricksearch checkpoint (expected a file written by "
             "`tricksearch train --out DIR`, i.e. DIR/model.pt)."
         )
-    model = build_model(
-        payload["model"],
-        in_channels=payload["in_channels"],
-        num_classes=payload["num_classes"],
-        image_size=tuple(payload["image_size"]),
-        options=payload["options"],
-    )
-    model.load_state_dict(payload["state_dict"])
+    state = payload["state_dict"]
+
+    def one() -> nn.Module:
+        return build_model(
+            payload["model"],
+            in_channels=payload["in_channels"],
+            num_classes=payload["num_classes"],
+            image_size=tuple(payload["image_size"]),
+            options=payload["options"],
+        )
+
+    count = _member_count(state)
+    model = one() if count == 0 else Members([one() for _ in range(count)])
+    model.load_state_dict(state)
     return model.eval()
+
+
+def _member_count(state: dict[str, Any]) -> int:
+    """How many members a co-/tri-trained model's weights hold (``members.<i>.…`` keys); 0 for
+    one model."""
+    indices = {int(k.split(".")[1]) for k in state if k.startswith("members.")}
+    return max(indices) + 1 if indices else 0

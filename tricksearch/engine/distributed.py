@@ -232,6 +232,11 @@ def attach(run: _Run, recipe: Recipe, dist: DataParallel | None) -> None:
     if not isinstance(dist, DataParallel):
         raise ConfigTypeError(f"dist: got {type(dist).__name__}, expected a DataParallel.")
     check_world(dist.world_size, "workers", recipe.budget.batch_size)
+    for name in recipe.semi:
+        raise ConfigError(
+            f"semi.{name}: semi-supervised training runs in one process, not data-parallel "
+            f"({dist.world_size} workers); train it with 1 worker (runtime.workers: 1)."
+        )
     if not tdist.is_initialized() or tdist.get_world_size() != dist.world_size:
         raise ConfigError(
             f"dist: a data-parallel fit of {dist.world_size} replicas needs the process group "

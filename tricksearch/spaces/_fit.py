@@ -33,6 +33,11 @@ NO_POOL_REASON = (
     "needs unlabelled data and this data has none (pass --unlabeled or --labeled-fraction)"
 )
 
+#: Why :func:`fit_device` leaves the semi-supervised tricks out of data-parallel trials.
+SEMI_DDP_WHY = (
+    "semi-supervised training runs in one process, not data-parallel (1 worker per trial)"
+)
+
 #: Why :func:`fit_device` leaves ``sync_bn`` out of a search on a CPU or one GPU per trial.
 SYNC_BN_WHY = (
     "torch's SyncBatchNorm needs a data-parallel trial on 2 or more CUDA GPUs "
@@ -70,6 +75,11 @@ def fit_device(
     a trial runs data-parallel on ``replicas`` >= 2 CUDA GPUs with a model that has BatchNorm
     (``batch_norm``): torch's SyncBatchNorm needs CUDA, and alone it changes nothing."""
     kept, notes = dict(tricks), []
+    if replicas > 1:  # the semi trainers step one process (engine/distributed.attach refuses)
+        specs = registered_tricks()
+        for name in [n for n in kept if specs[n].family == "semi"]:
+            if kept.pop(name).switch != "off":
+                notes.append(f"{name} left out: {SEMI_DDP_WHY}")
     sync = kept.get("sync_bn")
     if sync is not None and (device == "cpu" or replicas < 2 or not batch_norm):
         del kept["sync_bn"]

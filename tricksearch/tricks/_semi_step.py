@@ -39,6 +39,11 @@ if TYPE_CHECKING:
 __all__ = ["Stream", "make_trainer", "salted_seed"]
 
 StepResult = tuple[Tensor, Tensor, Tensor]
+
+#: Tri-training's first fraction of the steps trains each member on its bootstrap sample alone,
+#: as Zhou & Li (2005) start from classifiers trained on the labelled bootstraps: agreement of
+#: untrained members is noise (measured: threshold 0 from step 0 lost 6-7 points on digits).
+TRI_WARMUP = 1 / 3
 OptimizerStep = Callable[[Any, Tensor], None]
 
 
@@ -285,8 +290,13 @@ class TriTraining(_Trainer):
 
     def step(self, run: _Run, xb: Tensor, yb: Tensor, epoch: int, opt: OptimizerStep) -> StepResult:
         members, aug, data = member_list(run.net), run.parts.augment, run.data
-        u = self.unlabelled(run, self.batch_size)
-        uf = _float(run, weak_view(u, aug, epoch), epoch)
+        # the first TRI_WARMUP of the steps: each member on its bootstrap alone, no pool
+        warm = run.step < self.total_steps * TRI_WARMUP
+        pool = (
+            ()
+            if warm
+            else (_float(run, weak_view(self.unlabelled(run, self.batch_size), aug, epoch), epoch),)
+        )
         out, loss = [], torch.zeros((), device=run.device)
         for member, (sample, stream) in zip(
             members, self.bootstraps(len(data.y_train)), strict=True
@@ -295,13 +305,16 @@ class TriTraining(_Trainer):
             xi, yi = data.x_train[idx].to(run.device), data.y_train[idx].to(run.device)
             x = _float(run, aug(xi, epoch) if aug is not None else xi, epoch)
             x, target = _labelled(run, member, x, yi, epoch)
-            (logits, lu), teacher = _forward(run, member, x, uf)
+            (logits, *lu), teacher = _forward(run, member, x, *pool)
             loss = loss + run.parts.loss(logits, target, teacher_logits=teacher)
             out.append((logits, target, lu))
-        probs = torch.stack([F.softmax(lu.detach(), -1) for _, _, lu in out])
-        labels, masks = agreement_labels(probs, self.params["threshold"])
-        for i, (_, _, lu) in enumerate(out):
-            loss = loss + self.params["weight"] * masked_cross_entropy(lu, labels[i], masks[i])
+        if not warm:
+            probs = torch.stack([F.softmax(lu[0].detach(), -1) for _, _, lu in out])
+            labels, masks = agreement_labels(probs, self.params["threshold"])
+            for i, (_, _, lu) in enumerate(out):
+                loss = loss + self.params["weight"] * masked_cross_entropy(
+                    lu[0], labels[i], masks[i]
+                )
         opt(run, loss)
         return loss, out[0][0], out[0][1]
 
