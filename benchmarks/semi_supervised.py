@@ -37,7 +37,7 @@ from tricksearch.tuning._verdict import paired_verdict
 #: The semi-supervised trick of each method, with the parameters it is benchmarked at.
 METHODS: dict[str, dict[str, dict]] = {
     "fixmatch": {"fixmatch": {"threshold": 0.95, "lambda_u": 1.0, "mu": 3}},
-    "self_training": {"self_training": {"threshold": 0.9, "rounds": 3, "weight": 1.0}},
+    "self_training": {"self_training": {"threshold": 0.95, "rounds": 5, "weight": 2.0}},
     "co_training": {"co_training": {"threshold": 0.9, "weight": 1.0}},
     "tri_training": {"tri_training": {"threshold": 0.0, "weight": 1.0}},
 }

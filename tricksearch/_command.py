@@ -102,6 +102,35 @@ def add_unlabeled_options(g: argparse.ArgumentParser | argparse._ArgumentGroup) 
     )
 
 
+#: Engine options (recipe ``runtime``, tricksearch.engine.options): flag -> help.
+ENGINE_FLAGS = {
+    "channels_last": "model and image batches in channels-last memory format",
+    "cudnn_benchmark": "let cuDNN pick the fastest algorithms (CUDA; may change the numbers)",
+    "tf32": "TF32 for fp32 matmuls and convolutions (CUDA)",
+    "eval_bf16": "evaluate under bf16 autocast",
+}
+
+
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    """``--channels-last``, ``--cudnn-benchmark``, ``--tf32``, ``--compile MODE``,
+    ``--eval-bf16``: set the recipe's ``runtime`` engine options (default: the recipe's)."""
+    for name, text in ENGINE_FLAGS.items():
+        p.add_argument(f"--{name.replace('_', '-')}", action="store_true", default=None, help=text)
+    p.add_argument(
+        "--compile",
+        choices=("default", "reduce-overhead", "max-autotune"),
+        help="torch.compile the training forward with this mode (default: eager)",
+    )
+
+
+def engine_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The engine options given on the command line, as ``runtime`` fields."""
+    out: dict[str, object] = {n: True for n in ENGINE_FLAGS if getattr(args, n, None)}
+    if getattr(args, "compile", None):
+        out["compile"] = args.compile
+    return out
+
+
 def print_table(rows: list[tuple[str, str]]) -> None:
     """Two aligned columns, indented by two spaces (the listings)."""
     width = max((len(a) for a, _ in rows), default=0)

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 from tricksearch import __version__
 from tricksearch._command import (
     Command,
+    add_engine_options,
     add_unlabeled_options,
+    engine_overrides,
     nonneg_int,
     positive_int,
     print_table,
@@ -63,6 +65,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         "size is the global batch; default: the recipe's runtime.workers, else 1",
     )
     p.add_argument("--out", help="folder for recipe.yaml, metrics.json and model.pt")
+    add_engine_options(p)
 
 
 def _apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
@@ -90,6 +93,7 @@ def _apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
         runtime["threads"] = args.threads
     if getattr(args, "workers", None) is not None:
         runtime["workers"] = args.workers if args.workers > 1 else None
+    runtime.update(engine_overrides(args))
     return recipe.with_changes(data=data, budget=budget, model=model, runtime=runtime)
 
 

@@ -111,6 +111,19 @@ _RUNTIME_PARAMS = (
         1,
         nullable=True,
     ),
+    # Engine options (tricksearch.engine.options): how fast, not what is trained.
+    Param("channels_last", "bool", False, "model and 4-D image batches in channels-last format"),
+    Param("cudnn_benchmark", "bool", False, "torch.backends.cudnn.benchmark (CUDA only)"),
+    Param("tf32", "bool", False, "TF32 fp32 matmuls and convolutions (CUDA only)"),
+    Param(
+        "compile",
+        "choice",
+        None,
+        "torch.compile mode of the training forward; null: eager",
+        choices=("default", "reduce-overhead", "max-autotune"),
+        nullable=True,
+    ),
+    Param("eval_bf16", "bool", False, "bf16 autocast for evaluation's forward passes"),
 )
 
 
@@ -161,10 +174,17 @@ class BudgetSection:
 class RuntimeSection:
     """How the run is executed, where it changes the numbers: ``threads`` (torch's CPU thread
     count; None: torch's default) and ``workers`` (data-parallel replicas; None: one). A search
-    records what its trials used."""
+    records what its trials used. The engine options (``channels_last``, ``cudnn_benchmark``,
+    ``tf32``, ``compile``, ``eval_bf16``: :mod:`tricksearch.engine.options`) are off unless set,
+    and only a set one is written."""
 
     threads: int | None = None
     workers: int | None = None
+    channels_last: bool = False
+    cudnn_benchmark: bool = False
+    tf32: bool = False
+    compile: str | None = None
+    eval_bf16: bool = False
 
     @classmethod
     def from_dict(cls, raw: Any) -> RuntimeSection:

@@ -28,8 +28,14 @@ def test_for_device_fixes_fp16_to_bf16_on_cpu_with_a_note() -> None:
 
 def test_for_device_keeps_the_space_elsewhere_and_without_fp16() -> None:
     space = load_space("default")
-    multi = space.for_device("cuda", replicas=2)  # a data-parallel trial: sync_bn searched too
-    assert multi == space and multi.notes == space.notes
+    # a data-parallel trial: sync_bn searched too; the semi trainers run in one process only
+    multi = space.for_device("cuda", replicas=2)
+    semi = {n for n in space.tricks if registered_tricks()[n].family == "semi"}
+    assert semi and set(multi.tricks) == set(space.tricks) - semi and "sync_bn" in multi.tricks
+    assert all(
+        f"{n} left out: semi-supervised training runs in one process" in " ".join(multi.notes)
+        for n in semi
+    )
     for kept in (
         SearchSpace({"low_precision": {"dtype": "bf16"}}),
         SearchSpace({"low_precision": {"switch": "off"}}),

@@ -45,7 +45,7 @@ def test_trials_csv_has_one_row_per_trial(tmp_path) -> None:
 
 def test_outcome_counts_and_what_the_time_budget_cut() -> None:
     counts = outcome_counts(RECORDS)
-    assert counts == {"complete": 1, "pruned": 1, "fail": 1, "stopped": 1}
+    assert counts == {"complete": 1, "pruned": 1, "fail": 1, "stopped": 1, "oom": 0}
     assert time_budget_line(counts, SearchConfig()) is None  # no budget set
     line = time_budget_line(counts, SearchConfig(time_budget=30, trials=8))
     assert line == "time budget of 30 s reached: 4 of 8 trials ran, 1 of them cut short by it"

@@ -68,6 +68,7 @@ def test_cli_search_writes_a_recipe_that_trains_again(tmp_path, capsys) -> None:
         "pruned": states.count(TrialState.PRUNED),
         "fail": 0,
         "stopped": 0,  # ASHA's pruning is not mistaken for a time-budget cut
+        "oom": 0,
     }
     assert prov["search"]["trial_epochs"] < prov["search"]["full_budget_epochs"] == 48
     assert prov["seeds"] == [0, 1] and len(prov["recipe"]["test_acc"]) == 2

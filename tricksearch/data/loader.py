@@ -7,6 +7,13 @@ epoch, no worker processes, no per-sample Python. Image augmentations then run o
 on the device (:func:`batch_flip`, :func:`batch_crop`), and :func:`to_float` normalizes right
 before the forward pass (images: ``/ 255`` then per channel; float data: per channel only).
 
+Randomness: the epoch's order is drawn once per epoch on the CPU (:func:`epoch_permutation`, the
+same order on every device) and copied over once. The per-sample draws of :func:`batch_flip` and
+:func:`batch_crop` are made on the batch's device — from the ``generator`` given (on that device),
+else from torch's default generator of that device, which ``torch.manual_seed`` (the engine's
+seed) seeds on the CPU and on every CUDA device — so no number is copied from the host in the
+training step. On the CPU the draws are those of torch's global generator, as before.
+
 :class:`StreamingLoader` has the same interface for data too big for the device (tensors kept
 in host memory, or any ``torch.utils.data.Dataset`` read by a ``DataLoader``).
 :func:`make_loader` picks one of the two.
@@ -377,15 +384,16 @@ def to_float(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
 
 
 def _rand(n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
-    gen_device = generator.device if generator is not None else torch.device("cpu")
-    return torch.rand(n, generator=generator, device=gen_device).to(device)
+    """``n`` uniform draws on ``device``: ``generator`` (on ``device``), else its default one."""
+    return torch.rand(n, generator=generator, device=device)
 
 
 def batch_flip(x: Tensor, generator: torch.Generator | None = None, *, p: float = 0.5) -> Tensor:
     """Flip each image of the batch left-right with probability ``p`` (one draw per sample).
 
     Works on any dtype and device; returns a new tensor of the same shape and dtype. With the
-    same generator state, flipping twice gives back the input.
+    same generator state, flipping twice gives back the input. Drawn on ``x``'s device
+    (module docstring).
     """
     if not 0.0 <= p <= 1.0:
         raise ConfigError(f"flip probability p must lie in [0, 1], got {p!r}")
@@ -406,6 +414,7 @@ def batch_crop(
     gathered in one indexing operation (no per-sample loop, no padded copy). ``mode`` fills the
     border as ``"reflect"`` (mirror without repeating the edge, airbench's choice; needs
     ``padding < H`` and ``< W``) or ``"zeros"``. Returns a new tensor, same shape and dtype.
+    Offsets drawn on ``x``'s device (module docstring).
     """
     padding = _check_int("padding", padding, 0)
     if mode not in ("reflect", "zeros"):

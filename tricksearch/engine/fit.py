@@ -4,6 +4,12 @@
 batches, the pieces built from the recipe, the teacher), then for every epoch train (cut batches
 on the device; per batch augment, mix, (perturb), forward, loss, backward, step), evaluate,
 report; then the final scores. Torch only: no ray, no optuna, so a recipe trains anywhere.
+
+The training step (:func:`training_step`) reads nothing back from the device: every per-step
+draw is made there, the epoch's sums stay there and are read once per epoch
+(``engine.sync_audit``, ``tests/engine/test_no_sync.py``). The recipe's ``runtime`` engine
+options (channels-last, compile, cuDNN/TF32, bf16 evaluation) are applied by
+:mod:`tricksearch.engine.options`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from tricksearch.components import Components, build
 from tricksearch.data import DatasetSplits, reconcile_kind
 from tricksearch.data.loader import DeviceLoader, StreamingLoader, make_loader, to_float
 from tricksearch.engine import distributed, state
+from tricksearch.engine import options as engine_options
 from tricksearch.engine.setup import (
     ModelFactory,
     evaluate,
@@ -116,6 +123,8 @@ class _Run:
     scaler: torch.amp.GradScaler | None
     step: int = 0  # global optimizer step, across epochs
     dist: Any = distributed.LOCAL  # data-parallel hooks (engine.distributed); identity alone
+    options: engine_options.EngineOptions = field(default_factory=engine_options.EngineOptions)
+    forward: engine_options.Forward | None = None  # runtime.compile's compiled training forward
 
     @property
     def eval_net(self) -> nn.Module:
@@ -160,6 +169,7 @@ def fit(
     reconcile_kind(recipe.data.kind, data.kind, dataset=f"dataset {data.name!r}")
     run = _prepare(recipe, model, data, dev, teacher, max_device_bytes)
     distributed.attach(run, recipe, dist)  # DDP: sharded batches, wrapped model; else sync_bn note
+    engine_options.attach(run, recipe.runtime)  # channels_last, compile (engine/options.py)
     snapshot_epochs = set(run.parts.lr_schedule.snapshot_epochs())
     snapshots: list[nn.Module] = []
     history: list[EpochMetrics] = []
@@ -167,37 +177,44 @@ def fit(
     if resume is not None:
         done, snapshots, images = state.restore(run, resume)
         history = [EpochMetrics(**m) for m in done]
-    t_start = time.perf_counter()
-    for epoch in range(len(history), recipe.budget.epochs):
-        t0 = time.perf_counter()
-        run.dist.seed_epoch(recipe.budget.seed, epoch)  # per-replica draws (no-op alone)
-        train_loss, correct, seen, lr = _train_epoch(run, epoch)
-        train_loss, correct, seen = run.dist.reduce_train(train_loss, correct, seen)
-        images += seen
-        if not math.isfinite(train_loss):
-            raise TrainingDiverged(
-                f"training diverged at epoch {epoch + 1}: the mean training loss is {train_loss} "
-                f"(lr {lr:.3g} at the end of the epoch); lower budget.lr or switch tricks off."
+    with engine_options.device_settings(recipe.runtime, dev):  # cudnn, tf32: CUDA only
+        t_start = time.perf_counter()
+        for epoch in range(len(history), recipe.budget.epochs):
+            t0 = time.perf_counter()
+            run.dist.seed_epoch(recipe.budget.seed, epoch)  # per-replica draws (no-op alone)
+            train_loss, correct, seen, lr = _train_epoch(run, epoch)
+            train_loss, correct, seen = run.dist.reduce_train(train_loss, correct, seen)
+            images += seen
+            _check_finite(train_loss, epoch, lr)
+            if epoch in snapshot_epochs:
+                snapshots.append(copy.deepcopy(run.eval_net).eval())
+            val_acc, val_loss = evaluate(
+                run.eval_net, data.x_val, data.y_val, data, dev, options=run.options
             )
-        if epoch in snapshot_epochs:
-            snapshots.append(copy.deepcopy(run.eval_net).eval())
-        val_acc, val_loss = evaluate(run.eval_net, data.x_val, data.y_val, data, dev)
-        val_acc, val_loss = run.dist.agree(val_acc, val_loss)  # rank 0's, on every replica
-        metrics = EpochMetrics(
-            epoch=epoch + 1,
-            train_loss=train_loss,
-            train_acc=correct / max(seen, 1),
-            val_loss=val_loss,
-            val_acc=val_acc,
-            lr=lr,
-            epoch_seconds=time.perf_counter() - t0,
+            val_acc, val_loss = run.dist.agree(val_acc, val_loss)  # rank 0's, on every replica
+            metrics = EpochMetrics(
+                epoch=epoch + 1,
+                train_loss=train_loss,
+                train_acc=correct / max(seen, 1),
+                val_loss=val_loss,
+                val_acc=val_acc,
+                lr=lr,
+                epoch_seconds=time.perf_counter() - t0,
+            )
+            history.append(metrics)
+            if on_epoch is not None:
+                on_epoch(metrics)
+            if on_state is not None:
+                on_state(metrics, state.capture(run, history, snapshots, images))
+        return _result(run, history, snapshots, evaluate_test, images, t_start)
+
+
+def _check_finite(train_loss: float, epoch: int, lr: float) -> None:
+    if not math.isfinite(train_loss):
+        raise TrainingDiverged(
+            f"training diverged at epoch {epoch + 1}: the mean training loss is {train_loss} "
+            f"(lr {lr:.3g} at the end of the epoch); lower budget.lr or switch tricks off."
         )
-        history.append(metrics)
-        if on_epoch is not None:
-            on_epoch(metrics)
-        if on_state is not None:
-            on_state(metrics, state.capture(run, history, snapshots, images))
-    return _result(run, history, snapshots, evaluate_test, images, t_start)
 
 
 def _prepare(
@@ -238,11 +255,24 @@ def _prepare(
         init=fresh,
     )
     parts.precision.check(dev)  # e.g. fp16 on a CPU: refused now, not at step 1
+    _warm_up(parts, data, dev)
     if parts.uses_teacher and teacher is None:
         teacher = get_teacher(recipe, data, device=dev, train=_train_teacher)
     if teacher is not None:
         teacher = teacher.to(dev).eval()
     return _Run(net, data, dev, loader, parts, teacher, parts.precision.scaler(dev))
+
+
+def _warm_up(parts: Components, data: DatasetSplits, dev: torch.device) -> None:
+    """Copy the step's constant tables to the device now, not in the first step (on CUDA each
+    copy from Python data waits for the device): the normalisation's mean/std, the policy's."""
+    if not len(data.x_train):
+        return
+    sample = data.x_train[:1].to(dev)  # its device is the batches' ("cuda:0", not "cuda")
+    to_float(sample, data.mean, data.std)
+    policy = getattr(parts.augment, "policy", None)
+    if policy is not None and sample.ndim == 4:
+        policy[1].table(sample.shape[-2], sample.shape[-1], sample.device)
 
 
 def _train_epoch(run: _Run, epoch: int) -> tuple[float, int, int, float]:
@@ -255,10 +285,7 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[float, int, int, float]:
     lr = run.parts.lr_schedule.lr_at(run.step)
     for xb, yb in run.loader.epoch(epoch):
         lr = run.parts.set_lr(run.step)
-        if run.parts.semi is None:
-            loss, logits, target = _train_step(run, xb, yb, epoch)
-        else:  # labelled + unlabelled terms, one optimizer step (tricks/_semi_step.py)
-            loss, logits, target = run.parts.semi.step(run, xb, yb, epoch, optimizer_step)
+        loss, logits, target = training_step(run, xb, yb, epoch)
         run.step += 1
         n = len(yb)
         seen += n
@@ -266,6 +293,17 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[float, int, int, float]:
         hard = target.argmax(1) if target.ndim == 2 else target
         correct += (logits.argmax(1) == hard).sum()
     return loss_sum.item() / max(seen, 1), int(correct.item()), seen, lr
+
+
+def training_step(
+    run: _Run, xb: torch.Tensor, yb: torch.Tensor, epoch: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimizer step on a batch: (loss, logits, target), all on the device, nothing read
+    back (the unit ``engine.sync_audit`` and the CUDA sync test watch)."""
+    if run.parts.semi is None:
+        return _train_step(run, xb, yb, epoch)
+    # labelled + unlabelled terms, one optimizer step (tricks/_semi_step.py)
+    return run.parts.semi.step(run, xb, yb, epoch, optimizer_step)
 
 
 def _train_step(
@@ -278,6 +316,7 @@ def _train_step(
     x = to_float(xb, run.data.mean, run.data.std)
     if parts.multiscale is not None:
         x = parts.multiscale(x, epoch)
+    x = run.options.batch(x)  # runtime.channels_last
     target = yb
     if parts.mixer is not None:
         x, target = parts.mixer(x, yb)
@@ -286,7 +325,9 @@ def _train_step(
         # distillation or flooding terms of the training loss.
         x = parts.adversarial(net, x, target, F.cross_entropy)
     with parts.precision.autocast(run.device):
-        logits = run.dist.train_net(net)(x)  # the DDP wrapper in a data-parallel run
+        # runtime.compile's compiled forward, else the DDP wrapper (data-parallel) or the model
+        forward = run.dist.train_net(net) if run.forward is None else run.forward
+        logits = forward(x)
         teacher_logits = None
         if run.teacher is not None:
             with torch.no_grad():
@@ -328,13 +369,15 @@ def _result(
     data, dev, final_net = run.data, run.device, run.eval_net
     members = snapshots if len(snapshots) > 1 else None
     if members:
-        val_acc, val_loss = evaluate(final_net, data.x_val, data.y_val, data, dev, models=members)
+        val_acc, val_loss = evaluate(
+            final_net, data.x_val, data.y_val, data, dev, models=members, options=run.options
+        )
     else:
         val_acc, val_loss = history[-1].val_acc, history[-1].val_loss
     test_acc = test_loss = None
     if evaluate_test:
         test_acc, test_loss = evaluate(
-            final_net, data.x_test, data.y_test, data, dev, models=members
+            final_net, data.x_test, data.y_test, data, dev, models=members, options=run.options
         )
     ema = run.parts.ema
     return FitResult(

@@ -14,6 +14,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from tricksearch.components import model_options
 from tricksearch.data import DatasetSplits, load_dataset
 from tricksearch.data.loader import to_float
+from tricksearch.engine.options import EngineOptions
 from tricksearch.errors import ConfigError
 from tricksearch.models import build_model
 from tricksearch.recipe import Recipe
@@ -117,19 +118,33 @@ def evaluate(
     *,
     batch_size: int = 1024,
     models: list[nn.Module] | None = None,
+    options: EngineOptions | None = None,
 ) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of ``model`` — or of the softmax average of ``models``."""
+    """(accuracy, mean cross-entropy) of ``model`` — or of the softmax average of ``models``.
+
+    ``options`` (the recipe's engine options, :mod:`tricksearch.engine.options`): channels-last
+    batches, bf16 autocast of the forward passes (``eval_bf16``; softmax and loss in fp32).
+    The sums stay on the device and are read once at the end (no host sync per batch).
+    """
+    options = options or EngineOptions()
     members = models or [model]
     was_training = [m.training for m in members]
     for m in members:
         m.eval()
-    correct, total_loss, n = 0, 0.0, len(y)
+    n = len(y)
+    # float64, as the Python sum of the per-batch values was: the same numbers
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     for start in range(0, n, batch_size):
-        xb = to_float(x[start : start + batch_size].to(device), data.mean, data.std)
-        yb = y[start : start + batch_size].to(device)
-        probs = torch.stack([F.softmax(m(xb).float(), dim=1) for m in members]).mean(0)
-        total_loss += F.nll_loss(probs.clamp_min(1e-12).log(), yb, reduction="sum").item()
-        correct += (probs.argmax(1) == yb).sum().item()
+        # non_blocking: a host split's batches are queued, not waited for (their memory is kept)
+        xb = x[start : start + batch_size].to(device, non_blocking=True)
+        xb = options.batch(to_float(xb, data.mean, data.std))
+        yb = y[start : start + batch_size].to(device, non_blocking=True)
+        with options.eval_autocast(device):
+            outs = [m(xb) for m in members]
+        probs = torch.stack([F.softmax(o.float(), dim=1) for o in outs]).mean(0)
+        total_loss += F.nll_loss(probs.clamp_min(1e-12).log(), yb, reduction="sum").double()
+        correct += (probs.argmax(1) == yb).sum()
     for m, flag in zip(members, was_training, strict=False):
         m.train(flag)
-    return correct / max(n, 1), total_loss / max(n, 1)
+    return int(correct.item()) / max(n, 1), total_loss.item() / max(n, 1)

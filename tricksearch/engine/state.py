@@ -10,7 +10,11 @@ was never interrupted (same device and thread count):
   of images seen; the semi-supervised trainer's state (self-training's pseudo-labels; the pool's
   batches are a function of the step);
 - the random number generators every trick draws from: torch's (CPU and every CUDA device),
-  Python's ``random`` and NumPy's global one (a user's model may use them).
+  Python's ``random`` and NumPy's global one (a user's model may use them). The per-step draws
+  of the tricks are made on the batch's device from torch's default generator of that device
+  (seeded by ``torch.manual_seed(budget.seed)``; the few host-side decisions — which mixing
+  trick, λ, a box — from the CPU one), so both states are in here; the EMA's update count is
+  read back from its ``n_averaged`` buffer on restore.
 
 The state holds tensors, numbers, strings, lists and dicts only, so ``torch.load(...,
 weights_only=True)`` reads it back (:func:`save_state`, :func:`load_state`).

@@ -170,7 +170,10 @@ def data_note(recipe: Recipe, log: ExportLog, target: str) -> None:
     if d.kind != "image":
         log.approx_note(f"data kind {d.kind!r}: {target}'s training script reads images.")
     if d.unlabeled or d.labeled_fraction < 1:
+        pool = [f"unlabeled {d.unlabeled}"] if d.unlabeled else []
+        if d.labeled_fraction < 1:
+            pool.append(f"labeled_fraction {d.labeled_fraction:g}")
         log.approx_note(
-            f"data: the unlabelled pool (unlabeled {d.unlabeled}, labeled_fraction "
-            f"{d.labeled_fraction:g}) has no {target} equivalent; it trains on the labels given."
+            f"data: the unlabelled pool ({', '.join(pool)}) has no {target} equivalent; it trains "
+            "on the labels given."
         )

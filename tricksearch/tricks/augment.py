@@ -30,10 +30,12 @@ images (torchvision's colour ops accept no other; they leave grey unchanged).
 :class:`BatchAugment`, or the multi-scale resize). :class:`BatchAugment` applies policy → flip →
 crop → cutout → random erasing on uint8; ``multiscale`` is separate (:func:`build_multiscale`)
 because it acts on the float batch.
-Randomness: the policies, cutout and random erasing draw on the batch's device, from
-``BatchAugment(generator=…)`` when given (a generator on that device), else from torch's default
-generator of that device, which the engine seeds with ``torch.manual_seed`` (on the CPU: the
-global generator, as before); flip and crop draw on the CPU (``data.loader``).
+Randomness: every augmentation draws on the batch's device, from ``BatchAugment(generator=…)``
+when given (a generator on that device), else from torch's default generator of that device,
+which the engine seeds with ``torch.manual_seed`` (on the CPU: the global generator, as before).
+Nothing is copied from the host or read back in the training step (``engine.sync_audit``); on
+the CPU the numbers are those of the earlier CPU-drawn flip and crop. ``multiscale``'s scale is a
+Python draw per block of epochs (it sets the shape, so it must be known on the host).
 """
 
 from __future__ import annotations
@@ -295,8 +297,8 @@ class BatchAugment:
 
     ``__call__(x, epoch)`` takes a uint8 batch [B, C, H, W] and returns a uint8 batch of the same
     shape: policy (per sample) → flip → crop → cutout → random erasing. ``epoch`` is accepted for
-    the engine's uniform interface; none of these tricks depends on it. ``generator``: where the
-    policy, cutout and erasing draw (a generator on the batch's device), else torch's default
+    the engine's uniform interface; none of these tricks depends on it. ``generator``: where
+    every augmentation draws (a generator on the batch's device), else torch's default
     generator of the batch's device.
     """
 
@@ -334,9 +336,9 @@ class BatchAugment:
         if self.policy is not None:
             x = self.policy[1](x, self.generator)  # one independent draw per sample
         if self.hflip:
-            x = batch_flip(x)
+            x = batch_flip(x, self.generator)
         if self.crop_padding:
-            x = batch_crop(x, self.crop_padding, mode="reflect")
+            x = batch_crop(x, self.crop_padding, self.generator, mode="reflect")
         if self.cutout_size:
             x = cutout_batch(x, self.cutout_size, self.generator)
         if self.erasing_prob:

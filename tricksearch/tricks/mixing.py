@@ -3,9 +3,9 @@
 Tricks:
 
 - ``mixup`` — x = λx_i + (1−λ)x_j, y likewise, λ ~ Beta(α, α) (Zhang et al. 2018, "mixup: Beyond
-  Empirical Risk Minimization"); done by ``torchvision.transforms.v2.MixUp``.
+  Empirical Risk Minimization"); as ``torchvision.transforms.v2.MixUp``.
 - ``cutmix`` — paste a random box of x_j into x_i, λ = kept area (Yun et al. 2019, "CutMix:
-  Regularization Strategy to Train Strong Classifiers with Localizable Features"); done by
+  Regularization Strategy to Train Strong Classifiers with Localizable Features"); as
   ``torchvision.transforms.v2.CutMix``.
 - ``ricap`` — four random crops from four shuffles of the batch patched into one image, label
   weights = area fractions (Takahashi et al. 2018, "RICAP: Random Image Cropping and Patching Data
@@ -14,20 +14,27 @@ Tricks:
 Like torchvision, mixup and cutmix pair sample i with sample i−1 (``x.roll(1, 0)``): the loader
 must shuffle. :func:`build_mixing` returns a :class:`BatchMixer` that always emits soft targets
 (one-hot when a batch is left unmixed), so the loss follows; label smoothing is folded into those
-targets by the loss, once. Randomness comes from torch's global (CPU) RNG: same seed, same batches.
+targets by the loss, once.
+
+Randomness: the draws that set a shape or a code path — which trick, whether to mix, λ, the box
+and RICAP's boundary and offsets — are a few numbers drawn on the host from torch's CPU
+generator (nothing is read back from the device: no sync); RICAP's four permutations are drawn
+on the batch's device (torch's default generator of that device). Mixup and cutmix draw exactly
+as ``torchvision.transforms.v2.MixUp``/``CutMix`` (same order, same arithmetic) without their
+per-call input checks; ``torch.manual_seed`` seeds both generators: same seed, same batches.
 Mixup works on any float batch ``[B, …]`` (signals, feature vectors); cutmix and RICAP cut 2-D
 boxes and need images ``[B, C, H, W]``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import v2
 
 from tricksearch.tricks._base import BoundedParam, Param, SearchSpec, TrickSpec, register
 from tricksearch.tricks._section import dispatch, validate_tricks
@@ -195,13 +202,50 @@ def ricap_batch(
 # batch transforms
 
 
-def _beta_sample(concentration: float) -> float:
-    dist = torch.distributions.Beta(torch.tensor(concentration), torch.tensor(concentration))
-    return float(dist.sample())
+def _beta_sample(concentration: float, shape: tuple[int, ...] = ()) -> float:
+    """One Beta(c, c) draw on the host (CPU generator); ``shape`` (1,) is torchvision's."""
+    c = torch.full(shape, concentration)
+    return float(torch.distributions.Beta(c, c, validate_args=False).sample())
+
+
+class _MixUp:
+    """``v2.MixUp``'s draw and maths: λ ~ Beta(α, α), x·λ + x.roll(1)·(1 − λ)."""
+
+    def __init__(self, alpha: float) -> None:
+        self.alpha = alpha
+
+    def __call__(self, x: torch.Tensor, y_soft: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lam = _beta_sample(self.alpha, (1,))
+        return x.roll(1, 0).mul_(1.0 - lam).add_(x.mul(lam)), _mix_soft(y_soft, lam)
+
+
+class _CutMix:
+    """``v2.CutMix``'s draws and maths: a box of side ~√(1 − λ) at a uniform centre, clipped."""
+
+    def __init__(self, alpha: float) -> None:
+        self.alpha = alpha
+
+    def __call__(self, x: torch.Tensor, y_soft: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lam = _beta_sample(self.alpha, (1,))
+        height, width = x.shape[-2:]
+        r_x, r_y = int(torch.randint(width, size=(1,))), int(torch.randint(height, size=(1,)))
+        r = 0.5 * math.sqrt(1.0 - lam)
+        r_w_half, r_h_half = int(r * width), int(r * height)
+        x1, y1 = max(r_x - r_w_half, 0), max(r_y - r_h_half, 0)
+        x2, y2 = min(r_x + r_w_half, width), min(r_y + r_h_half, height)
+        out = x.clone()
+        out[..., y1:y2, x1:x2] = x.roll(1, 0)[..., y1:y2, x1:x2]
+        lam_adjusted = float(1.0 - (x2 - x1) * (y2 - y1) / (width * height))
+        return out, _mix_soft(y_soft, lam_adjusted)
+
+
+def _mix_soft(y_soft: torch.Tensor, lam: float) -> torch.Tensor:
+    """torchvision's label mixing: y.roll(1)·(1 − λ) + y·λ."""
+    return y_soft.roll(1, 0).mul_(1.0 - lam).add_(y_soft.mul(lam))
 
 
 class _Ricap:
-    """Draws RICAP's boundary, offsets and permutations (torch's global CPU RNG)."""
+    """Draws RICAP's boundary and offsets on the host, its permutations on the device."""
 
     def __init__(self, beta: float) -> None:
         self.beta = beta
@@ -219,7 +263,7 @@ class _Ricap:
             )
             for k in range(4)
         ]
-        perms = [torch.randperm(batch).to(x.device) for _ in range(4)]
+        perms = [torch.randperm(batch, device=x.device) for _ in range(4)]
         return ricap_batch(x, y_soft, (w, h), offsets, perms)
 
 
@@ -234,9 +278,10 @@ class BatchMixer:
     """Mixes a training batch; always returns soft targets ``[B, K]`` whose rows sum to 1.
 
     With several tricks on, each batch picks one uniformly (as timm's mixup/cutmix switch), then
-    applies it with that trick's ``prob``; an unmixed batch gets one-hot targets. Draws come from
-    torch's global RNG; a draw whose outcome is certain (one trick; ``prob`` 1) is skipped, so a
-    lone trick at ``prob`` 1 consumes exactly the draws of the torchvision transform.
+    applies it with that trick's ``prob``; an unmixed batch gets one-hot targets. These two draws
+    come from torch's CPU generator (module docstring); a draw whose outcome is certain (one
+    trick; ``prob`` 1) is skipped, so a lone trick at ``prob`` 1 consumes exactly the draws of
+    the torchvision transform.
     """
 
     def __init__(self, modes: Sequence[_Mode], num_classes: int) -> None:
@@ -271,13 +316,13 @@ class BatchMixer:
         return mode.apply(x, y_soft)
 
 
-def _any_shape(transform: v2.Transform) -> Mix:
-    """A sample-wise v2 transform (MixUp) on a batch of any shape: seen as [B, 1, 1, N]."""
+def _any_shape(mix: Mix) -> Mix:
+    """A sample-wise mix (mixup) on a batch of any shape: seen as [B, 1, 1, N]."""
 
     def apply(x: torch.Tensor, y_soft: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.ndim == 4:
-            return transform(x, y_soft)
-        x_mixed, y_mixed = transform(x.reshape(x.shape[0], 1, 1, -1), y_soft)
+            return mix(x, y_soft)
+        x_mixed, y_mixed = mix(x.reshape(x.shape[0], 1, 1, -1), y_soft)
         return x_mixed.reshape(x.shape), y_mixed
 
     return apply
@@ -296,13 +341,11 @@ def _images_only(name: str, mix: Mix) -> Mix:
 
 
 def _mixup(params: dict[str, Any], num_classes: int) -> _Mode:
-    mixup = v2.MixUp(alpha=params["alpha"], num_classes=num_classes)
-    return _Mode("mixup", params["prob"], _any_shape(mixup))
+    return _Mode("mixup", params["prob"], _any_shape(_MixUp(params["alpha"])))
 
 
 def _cutmix(params: dict[str, Any], num_classes: int) -> _Mode:
-    cutmix = v2.CutMix(alpha=params["alpha"], num_classes=num_classes)
-    return _Mode("cutmix", params["prob"], _images_only("cutmix", cutmix))
+    return _Mode("cutmix", params["prob"], _images_only("cutmix", _CutMix(params["alpha"])))
 
 
 def _ricap(params: dict[str, Any], num_classes: int) -> _Mode:

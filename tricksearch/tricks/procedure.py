@@ -17,6 +17,12 @@ Tricks (all pure tensor maths: they work on every data kind):
   Learning Models Resistant to Adversarial Attacks"). ε is given on the [0, 1] input scale and
   divided by the dataset's per-channel std, because the model sees normalised inputs.
 
+Host syncs (``engine.sync_audit``): none in the step — the adversarial subset is drawn on the
+device (torch's default generator there; on the CPU the same draws as before), the std is moved
+once, the EMA counts its updates on the host (:class:`DeviceEMA`). fp16's ``GradScaler`` reads
+its inf/NaN flag once per step (``scaler.step`` skips the update on overflow: a host branch in
+torch's design); bf16 needs no scaler and no sync.
+
 ``BUILDERS`` maps each trick to the function that adds it to a :class:`_ProcedurePlan`;
 :func:`build_precision`, :func:`build_ema` and :func:`build_adversarial` read the plan.
 """
@@ -25,13 +31,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
 
 from tricksearch.errors import ConfigError
 from tricksearch.tricks._base import Param, SearchSpec, TrickSpec, register
@@ -40,6 +48,7 @@ from tricksearch.tricks._section import dispatch, resolve_section
 __all__ = [
     "BUILDERS",
     "Adversarial",
+    "DeviceEMA",
     "Precision",
     "adversarial_examples",
     "build_adversarial",
@@ -251,7 +260,44 @@ def build_ema(section: dict[str, dict], model: nn.Module) -> AveragedModel | Non
     decay = _plan(section).ema_decay
     if decay is None:
         return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    return DeviceEMA(model, decay)
+
+
+def _weights(model: nn.Module) -> Iterator[Tensor]:
+    return itertools.chain(model.parameters(), model.buffers())
+
+
+class DeviceEMA(AveragedModel):
+    """torch's EMA ``AveragedModel`` whose update reads nothing back from the device.
+
+    torch's ``update_parameters`` branches on ``n_averaged == 0`` (a device tensor: a host sync
+    every step); here the branch is on ``updates``, the same count kept on the host, while the
+    ``n_averaged`` buffer goes on counting on the device (the state dict is unchanged). Same
+    operations, so the same numbers; ``load_state_dict`` (a resume) reads the count back once.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        super().__init__(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        self.updates = 0
+
+    @torch.no_grad()
+    def update_parameters(self, model: nn.Module) -> None:
+        mine = [p.detach() for p in _weights(self.module)]
+        theirs = [p.detach().to(a.device) for p, a in zip(_weights(model), mine, strict=True)]
+        if self.updates == 0:
+            for a, p in zip(mine, theirs, strict=True):
+                a.copy_(p)
+        else:
+            groups = _group_tensors_by_device_and_dtype([mine, theirs])  # type: ignore[arg-type]
+            for (device, _), ([ours, model_params], _) in groups.items():
+                self.multi_avg_fn(ours, model_params, self.n_averaged.to(device))  # type: ignore[misc]
+        self.n_averaged += 1
+        self.updates += 1
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.updates = int(self.n_averaged)  # once, on resume: not in the training step
+        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,6 +357,12 @@ class Adversarial:
     def __init__(self, epsilon: float, steps: int, mix_ratio: float, std: Tensor) -> None:
         self.epsilon, self.steps, self.mix_ratio, self.std = epsilon, steps, mix_ratio, std
 
+    def _std_on(self, x: Tensor) -> Tensor:
+        """``std`` on ``x``'s device and dtype, copied there once (not every step)."""
+        if self.std.device != x.device or self.std.dtype != x.dtype:
+            self.std = self.std.to(x.device, x.dtype)
+        return self.std
+
     def __repr__(self) -> str:
         return (
             f"Adversarial(epsilon={self.epsilon}, steps={self.steps}, mix_ratio={self.mix_ratio})"
@@ -326,9 +378,9 @@ class Adversarial:
         n = round(self.mix_ratio * x.shape[0])
         if n == 0 or self.epsilon == 0:
             return x
-        idx = torch.randperm(x.shape[0])[:n].to(x.device)
+        idx = torch.randperm(x.shape[0], device=x.device)[:n]  # on the device: no copy
         per_channel = (1, -1, *([1] * (x.ndim - 2)))
-        eps = (self.epsilon / self.std.to(x.device, x.dtype)).view(per_channel)
+        eps = (self.epsilon / self._std_on(x)).view(per_channel)
         was_training = model.training
         model.eval()
         try:

@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 #: Beside best_recipe.yaml when the minimal recipe dropped tricks: the full winner.
 FULL_RECIPE = "full_recipe.yaml"
 #: The outcomes results.json counts (keyed in lower case), as ``_study.outcome`` names them.
-OUTCOMES = ("COMPLETE", "PRUNED", "FAIL", "STOPPED")
+OUTCOMES = ("COMPLETE", "PRUNED", "FAIL", "STOPPED", "OOM")
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,12 @@ def nothing_usable(counts: Mapping[str, int], n: int, config: SearchConfig, run_
             f"no trial finished an epoch: {counts['fail']} failed and {counts['stopped']} were "
             f"stopped by the time budget ({budget}) first; no recipe was "
             f"written. {errors}"
+        )
+    if counts.get("oom"):
+        return (
+            f"no trial finished: {counts['oom']} ran out of GPU memory (OOM) alone on a GPU and "
+            f"{counts['fail']} failed; no recipe was written. Use a smaller --batch-size or a "
+            f"smaller model. {errors}"
         )
     return f"every trial failed ({counts['fail']} failed of {n}); no recipe was written. {errors}"
 
@@ -314,6 +320,11 @@ def closing_lines(
         f"  ({n} seed{'s' if n > 1 else ''}; {sum(searched.get('trials', {}).values())} trials "
         f"of {budget.get('epochs', '?')} epochs)",
         *["  " + line for line in searched.get("failures", [])],
+        *(
+            [f"  {oom} trial(s) ran out of GPU memory (OOM): not counted as failed configurations"]
+            if (oom := searched.get("trials", {}).get("oom"))
+            else []
+        ),
         f"  reproduce: tricksearch train --recipe {path}",
     ]
     return "\n".join(lines)

@@ -49,7 +49,7 @@ class SearchConfig:
     grace_period: int | None = None  # None: max(1, epochs // 4)
     reduction_factor: int = 3
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
+    gpus_per_trial: float | str = 0.0  # or "auto": trials packed per GPU by a probe (_packing)
     workers_per_trial: int = 1  # data-parallel replicas of one trial on CPUs (torch DDP, gloo)
     max_concurrent: int | None = None
     time_budget: float | None = None
@@ -70,6 +70,7 @@ class SearchConfig:
     unlabeled: str | None = None  # an unlabelled pool: imagefolder:PATH or npz:PATH
     labeled_fraction: float = 1.0  # stratified fraction of the train split's labels kept
     track: tuple[str, ...] = ()  # trackers the trials and retrainings are logged to (TRACKERS)
+    engine: dict[str, Any] | None = None  # recipe runtime engine options (engine/options.py)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -97,12 +98,17 @@ class SearchConfig:
     def workers(self) -> int:
         """Data-parallel replicas of one trial: ``gpus_per_trial`` when it is 2 or more (one GPU
         each), else ``workers_per_trial`` (1: a plain trial)."""
-        return int(self.gpus_per_trial) if self.gpus_per_trial >= 2 else self.workers_per_trial
+        gpus = self.gpus_per_trial
+        return int(gpus) if not isinstance(gpus, str) and gpus >= 2 else self.workers_per_trial
 
     @property
     def gpus_per_worker(self) -> float:
-        """GPUs of each replica of a trial (one in a multi-GPU trial)."""
-        return 1.0 if self.gpus_per_trial >= 2 else self.gpus_per_trial
+        """GPUs of each replica of a trial (one in a multi-GPU trial; ``auto`` is resolved by
+        the search's preparation, ``_probe.resolve_auto``, before anything asks)."""
+        gpus = self.gpus_per_trial
+        if isinstance(gpus, str):
+            return 1.0
+        return 1.0 if gpus >= 2 else gpus
 
     @property
     def mode(self) -> str:
@@ -148,7 +154,7 @@ class SearchConfig:
             integer("max_concurrent", 1)
         number("lr", 0.0, strict=True)
         number("cpus_per_trial", 0.0, strict=True)
-        number("gpus_per_trial", 0.0, strict=False)
+        self._check_gpus()
         if self.time_budget is not None:
             number("time_budget", 0.0, strict=True)
         if self.trial_timeout is not None:
@@ -187,11 +193,28 @@ class SearchConfig:
         if not 0.0 < value <= 1.0:
             raise ConfigError(f"labeled_fraction: got {value}, expected a number in (0, 1].")
 
+    def _check_gpus(self) -> None:
+        """``gpus_per_trial``: ``auto`` or a number >= 0 (``_packing.parse_gpus``)."""
+        from tricksearch.tuning._packing import AUTO, parse_gpus
+
+        if isinstance(self.gpus_per_trial, bool) or not isinstance(
+            self.gpus_per_trial, (int, float, str)
+        ):
+            raise ConfigTypeError(
+                f"gpus_per_trial: got {self.gpus_per_trial!r}, expected 'auto' or a number >= 0."
+            )
+        self.gpus_per_trial = parse_gpus(self.gpus_per_trial)
+        if self.gpus_per_trial == AUTO and self.workers_per_trial != 1:
+            raise ConfigError(
+                f"workers_per_trial: got {self.workers_per_trial} with gpus_per_trial auto; "
+                "auto packs single-GPU trials: leave --workers-per-trial out."
+            )
+
     def _check_workers(self, integer: Any) -> None:
         """``workers_per_trial`` >= 1; ``gpus_per_trial`` above 1 a whole number of GPUs (one
         replica each); the global batch split evenly between the replicas."""
         integer("workers_per_trial", 1)
-        gpus = self.gpus_per_trial
+        gpus = 0.0 if isinstance(self.gpus_per_trial, str) else self.gpus_per_trial
         if gpus > 1 and gpus != int(gpus):
             raise ConfigError(
                 f"gpus_per_trial: got {gpus}; a trial on several GPUs takes a whole number of "

@@ -67,6 +67,7 @@ class Prepared:
     device: str
     preflight_line: str = ""
     resume_notes: tuple[str, ...] = ()
+    packing_notes: tuple[str, ...] = ()  # --gpus-per-trial auto: what the probe decided
 
     @property
     def notes(self) -> list[str]:
@@ -75,6 +76,7 @@ class Prepared:
         renumbered), what the space left out and why, image files that could not be read, the
         unlabelled pool's size."""
         notes = [*self.resume_notes, *self.data.info.get("notes", []), *self.space.notes]
+        notes += self.packing_notes
         if self.data.x_unlabeled is not None:
             notes.append(f"semi-supervised data: {self.data.summary()}")
         if self.data.info.get("n_skipped"):
@@ -101,10 +103,11 @@ def prepare(
     ``resume`` the space is the run folder's copy (:data:`SPACE_COPY`) when there is one."""
     from tricksearch.api import for_data
     from tricksearch.tuning._preflight import preflight
+    from tricksearch.tuning._probe import resolve_auto, resolve_on_cpu
     from tricksearch.tuning._searcher import make_sampler
 
     _check_python_objects(config, data, model_factory)
-    config = absolute_paths(config)
+    config, packing_notes = resolve_on_cpu(absolute_paths(config))  # auto without CUDA: 0
     base = base_recipe(config)
     own_data = data
     if data is None:
@@ -112,7 +115,7 @@ def prepare(
 
         data = load_data(base)
     base = for_data(base, data)
-    device = "cuda" if config.gpus_per_trial > 0 else "cpu"
+    device = "cuda" if config.gpus_per_trial == "auto" or config.gpus_per_trial > 0 else "cpu"
     _check_local_gpu(config)
     traits = model_traits_for(base, data, model_factory)
     space, resume_notes = _space_to_search(config, resume)
@@ -128,6 +131,8 @@ def prepare(
     )
     checked = preflight(space, base, data, model_factory, device)  # every trick, one step
     make_sampler(config.sampler, config.seed, config.trials)  # checks extras before Ray starts
+    if config.gpus_per_trial == "auto":  # the probe: trials per GPU from memory and throughput
+        config, packing_notes = resolve_auto(config, base, checked.space, data, model_factory)
     return Prepared(
         config=config,
         run_dir=Path(config.out).resolve(),
@@ -139,6 +144,7 @@ def prepare(
         device=device,
         preflight_line=checked.line,
         resume_notes=tuple(resume_notes),
+        packing_notes=tuple(packing_notes),
     )
 
 
@@ -191,6 +197,8 @@ def _check_local_gpu(config: SearchConfig) -> None:
     (a cluster's GPUs are checked once Ray is up, ``_session.check_resources``)."""
     import torch
 
+    if config.gpus_per_trial == "auto":  # resolved to 0 without CUDA (``resolve_on_cpu``)
+        return
     if config.gpus_per_trial > 0 and not config.address and not torch.cuda.is_available():
         raise ConfigError(
             f"gpus_per_trial: got {config.gpus_per_trial}, but this machine has 0 GPU(s) "
@@ -315,6 +323,7 @@ def base_recipe(config: SearchConfig) -> Recipe:
             "runtime": {
                 "threads": trial_threads(config),
                 "workers": config.workers if config.workers > 1 else None,  # DDP trials
+                **(config.engine or {}),  # channels_last, compile … (engine/options.py)
             },
         }
     )
@@ -324,7 +333,7 @@ def _has_batch_norm(
     base: Recipe, data: DatasetSplits, factory: Callable[..., nn.Module] | None, config: Any
 ) -> bool:
     """Whether the model has BatchNorm layers (``sync_bn``); only built for multi-GPU trials."""
-    if config.gpus_per_trial < 2:
+    if config.gpus_per_trial == "auto" or config.gpus_per_trial < 2:
         return True  # sync_bn is left out for the device anyway
     from torch import nn
 

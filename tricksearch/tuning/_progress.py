@@ -144,8 +144,11 @@ class ProgressCallback(Callback):
         grace: int | None = None,
         reduction_factor: int | None = None,
         time_budget: float | None = None,
+        oom: Mapping[str, float] | None = None,
     ) -> None:
         self._pruned_by_scheduler = pruned_by_scheduler  # RecordingASHA.pruned
+        self._oom = oom if oom is not None else {}  # RecordingASHA.oom: out of GPU memory
+        self.oom = 0
         self._failures = failures if failures is not None else {}  # RecordingASHA.failures
         self.causes: list[Failure] = []  # one per trial that failed here
         self.total = total
@@ -199,6 +202,12 @@ class ProgressCallback(Callback):
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
+        if trial.trial_id in self._oom:  # not the configuration's doing (``_packing``)
+            self.running.discard(trial.trial_id)
+            self._epochs.pop(trial.trial_id, None)
+            self.oom += 1
+            self._draw(force=True)
+            return
         if trial.trial_id in self._failures:  # raised in its own code, or timed out
             self.on_trial_error(iteration, trials, trial)
             return
@@ -281,6 +290,7 @@ class ProgressCallback(Callback):
             f"[{self.done:>{len(str(self.total))}}/{self.total}] running {len(self.running)}  "
             f"pruned {self.pruned}  failed {self.failed}  "
             + (f"stopped {self.stopped}  " if self.stopped else "")
+            + (f"OOM {self.oom}  " if self.oom else "")
             + f"best {self.metric} {best}  "
             f"{fmt_duration(elapsed)} elapsed{eta}"
         )

@@ -191,6 +191,7 @@ def _search_in_ray(prep: Prepared, job: TuneJob, *, quiet: bool) -> SearchResult
         line = time_budget_line(outcome_counts(records), config)
         if line:
             say(out, line)
+        _after_packing(prep, outcome_counts(records)["oom"], out)
         write_trials_csv(records, run_dir / "trials.csv")
         timings = Timings(
             time.monotonic() - t_start,
@@ -225,6 +226,19 @@ def _retrain_and_choose(
         config, records, decision, prep.data, timings=timings, slots=session.slots
     )
     return save_outcome(config, run_dir, decision, summary, out)
+
+
+def _after_packing(prep: Prepared, n_oom: int, out: IO[str]) -> None:
+    """Say how the trials shared the GPU and what ran out of memory; the retraining asks for the
+    share the packing ended with (an OOM lowered it)."""
+    from tricksearch.tuning._packing import PACKING_FILE, PackingState, packing_line
+
+    line = packing_line(prep.run_dir, n_oom)
+    if line:
+        say(out, line)
+    path = prep.run_dir / PACKING_FILE
+    if path.is_file() and 0 < prep.config.gpus_per_worker < 1:
+        prep.config.gpus_per_trial = PackingState.open(path, prep.config.gpus_per_trial).share
 
 
 def _not_started(config: SearchConfig, resume: bool) -> str:

@@ -27,6 +27,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.exceptions import RayTaskError
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from tricksearch.errors import ConfigError
@@ -37,6 +38,8 @@ from tricksearch.tuning._study import ERROR_ATTR, ERROR_FILE_ATTR, STOPPED_ATTR,
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
     from ray.tune.experiment import Trial
+
+    from tricksearch.tuning._packing import PackingState
 
 __all__ = [
     "STUDY_NAME",
@@ -174,6 +177,11 @@ class RecordingASHA(ASHAScheduler):
         self.pruned: set[str] = set()
         self.failures: dict[str, Failure] = {}
         self.timed_out: set[str] = set()
+        # Out of GPU memory (``_packing``): trial id -> its GPU share, and the cause; the
+        # packing state lowers the share of the trials created after an OOM.
+        self.oom: dict[str, float] = {}
+        self.oom_causes: dict[str, Failure] = {}
+        self.packing: PackingState | None = None
 
     def on_trial_add(self, tune_controller: TuneController, trial: Trial) -> None:
         # Ray re-adds a trial it restarts after a lost worker, right after telling
@@ -196,8 +204,19 @@ class RecordingASHA(ASHAScheduler):
         """A trial whose own code raised reports it as its last result (``FAILED_KEY``): its
         cause is recorded, its traceback written to ``error.txt`` in its folder, and nothing
         enters ASHA's rungs (as for a timed-out trial)."""
+        from tricksearch.tuning._packing import OOM_KEY
         from tricksearch.tuning._trainable import FAILED_KEY, TRACEBACK_KEY
 
+        if result.get(OOM_KEY):  # the GPU's memory, not the configuration: not a failure
+            share = float(trial.placement_group_factory.required_resources.get("GPU", 0.0))
+            self.oom[trial.trial_id] = share
+            self.oom_causes[trial.trial_id] = Failure(
+                str(result.get(FAILED_KEY)), _write_traceback(trial, str(result.get(TRACEBACK_KEY)))
+            )
+            if self.packing is not None:
+                self.packing.after_oom(trial.trial_id, share)
+            self._trial_info.pop(trial.trial_id, None)
+            return
         if result.get(FAILED_KEY):
             self.failures[trial.trial_id] = Failure(
                 str(result[FAILED_KEY]), _write_traceback(trial, str(result.get(TRACEBACK_KEY)))
@@ -266,8 +285,14 @@ class TruthfulOptunaSearch(OptunaSearch):
         adopt_running: bool = False,
         pruned_by_scheduler: set[str] | None = None,
         failures: Mapping[str, Failure] | None = None,
+        oom: RecordingASHA | None = None,
+        quota: int | None = None,
         **kwargs: Any,
     ):
+        self._oom = oom  # the scheduler's record of trials out of GPU memory
+        self._quota = quota  # trials to run, an OOM re-run not counted (None: Ray's num_samples)
+        self._created = 0
+        self._requeued = 0
         self._max_t = max_t
         self._pruned_by_scheduler = pruned_by_scheduler
         self._failures = failures if failures is not None else {}
@@ -288,7 +313,15 @@ class TruthfulOptunaSearch(OptunaSearch):
                 self._ot_trials[trial_id] = optuna.Trial(self._ot_study, number)
                 frozen = self._ot_study._storage.get_trial(number)
                 self._reported[trial_id] = set(frozen.intermediate_values)
-        return super().suggest(trial_id)
+        if self._quota is not None and self._created - self._requeued >= self._quota:
+            # every trial is created; wait while one may still run out of memory (and be queued
+            # again), then end
+            live = set(self._ot_trials) - set(self._completed_trials)
+            return None if live else Searcher.FINISHED
+        config = super().suggest(trial_id)
+        if config is not None:
+            self._created += 1
+        return config
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         # A re-run of an interrupted trial repeats steps Optuna already holds: skip those.
@@ -303,6 +336,10 @@ class TruthfulOptunaSearch(OptunaSearch):
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is None or trial_id in self._completed_trials:
             return super().on_trial_complete(trial_id, result, error)
+        if self._oom is not None and trial_id in self._oom.oom:
+            self._tell_oom(ot_trial, trial_id)
+            self._completed_trials.add(trial_id)
+            return None
         value = None if result is None else result.get(self.metric)
         step = 0 if result is None else int(result.get("training_iteration", 0))
         if trial_id in self._failures:  # raised in its own code, timed out, or lost its worker
@@ -338,6 +375,27 @@ class TruthfulOptunaSearch(OptunaSearch):
                 ot_trial.report(float(value), step)
             self._tell(ot_trial, float(value), TrialState.COMPLETE)
         self._completed_trials.add(trial_id)
+
+    def _tell_oom(self, ot_trial: optuna.Trial, trial_id: str) -> None:
+        """A trial out of GPU memory: Optuna FAIL (samplers skip it) marked ``OOM_ATTR`` (its GPU
+        share; the user reads OOM, not failed) with its cause; queued again when it shared its
+        GPU (the packing has lowered the share of the trials created from now on)."""
+        from tricksearch.tuning._packing import OOM_ATTR, PackingState
+
+        assert self._oom is not None
+        share = self._oom.oom[trial_id]
+        failure = self._oom.oom_causes.get(trial_id, Failure(UNKNOWN_CAUSE))
+        params: dict[str, Any] = {}
+        with _suppress(Exception):
+            params = dict(self._ot_study._storage.get_trial(ot_trial._trial_id).params)
+            ot_trial.set_user_attr(OOM_ATTR, share)
+            ot_trial.set_user_attr(ERROR_ATTR, failure.cause)
+            if failure.error_file:
+                ot_trial.set_user_attr(ERROR_FILE_ATTR, failure.error_file)
+        self._tell(ot_trial, None, TrialState.FAIL)
+        if PackingState.requeue(share) and params:
+            self._ot_study.enqueue_trial(params, user_attrs={"rerun_of": ot_trial.number})
+            self._requeued += 1
 
     def _epochs_reported(self, ot_trial: optuna.Trial) -> int:
         """The last epoch a trial reported (Ray passes no result for a trial that errored)."""

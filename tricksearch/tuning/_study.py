@@ -83,8 +83,13 @@ def restore_hint(run_dir: Path) -> str:
 
 def outcome(trial: FrozenTrial) -> str:
     """What became of a trial, as the user reads it: COMPLETE, PRUNED (by ASHA), FAIL, STOPPED
-    (cut by the time budget, with or without values) or RUNNING/WAITING."""
+    (cut by the time budget, with or without values), OOM (out of GPU memory: Optuna FAIL, so
+    samplers skip it, but not a failed configuration) or RUNNING/WAITING."""
+    from tricksearch.tuning._packing import OOM_ATTR
+
     state = trial.state.name
+    if state == "FAIL" and OOM_ATTR in trial.user_attrs:  # out of GPU memory: not the config's
+        return "OOM"
     if state in ("FAIL", "PRUNED") and trial.user_attrs.get(STOPPED_ATTR):
         return "STOPPED"
     return state

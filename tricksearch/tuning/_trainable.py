@@ -125,6 +125,11 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     except Exception as exc:
         if in_ray[0]:
             raise
+        from tricksearch.tuning._packing import OOM_KEY, is_oom
+
+        oom = is_oom(exc)  # the GPU's memory, not the configuration: ``_packing``
+        if oom:
+            torch.cuda.empty_cache()
         tune.report(
             {
                 "val_acc": math.nan,
@@ -132,6 +137,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                 "epoch": epochs_done[0],
                 FAILED_KEY: cause_line(exc),
                 TRACEBACK_KEY: traceback.format_exc(),
+                **({OOM_KEY: True} if oom else {}),
                 "done": True,
             }
         )

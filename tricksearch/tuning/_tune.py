@@ -111,12 +111,19 @@ def _check_study_file(path: Path) -> None:
 
 
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The trials that ended: COMPLETE, PRUNED or FAIL."""
+    """The trials that ended: COMPLETE, PRUNED or FAIL (not one out of GPU memory that was
+    queued again: its re-run is the trial)."""
     from optuna.trial import TrialState
 
-    return study.get_trials(
-        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    )
+    from tricksearch.tuning._packing import OOM_ATTR, PackingState
+
+    return [
+        t
+        for t in study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        )
+        if not PackingState.requeue(float(t.user_attrs.get(OOM_ATTR, 0.0)))
+    ]
 
 
 def study_records(storage: optuna.storages.RDBStorage) -> list[TrialRecord]:
@@ -157,7 +164,6 @@ def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> TrialFaults:
     Returns what happened to the trials' workers (retries, checkpoint disk peak)."""
     from ray import tune
 
-    from tricksearch.tuning._ddp import trial_resources
     from tricksearch.tuning._faults import TrialFaults
     from tricksearch.tuning._progress import ProgressCallback
     from tricksearch.tuning._searcher import TruthfulOptunaSearch
@@ -178,6 +184,9 @@ def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> TrialFaults:
         adopt_running=job.resume,
         pruned_by_scheduler=scheduler.pruned,
         failures=scheduler.failures,
+        oom=scheduler,
+        # GPU trials: one out of memory is run again, so the searcher counts the trials
+        quota=job.remaining if config.gpus_per_trial else None,
     )
     progress = ProgressCallback(
         total=config.trials,
@@ -192,11 +201,12 @@ def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> TrialFaults:
         grace=config.grace,
         reduction_factor=config.reduction_factor,
         time_budget=config.time_budget,
+        oom=scheduler.oom,
     )
     faults = TrialFaults(scheduler, timeout=config.trial_timeout, run_dir=job.run_dir)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, ctx=job.ctx),
-        trial_resources(config),  # N bundles for a data-parallel trial (tuning/_ddp.py)
+        _resources(job, scheduler),  # N bundles for a data-parallel trial (tuning/_ddp.py)
     )
     name, storage_path = _experiment(job)
     tuner = tune.Tuner(
@@ -206,7 +216,8 @@ def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> TrialFaults:
             scheduler=scheduler,
             metric=config.metric,
             mode=config.mode,
-            num_samples=job.remaining,
+            # room for OOM re-runs (``_packing``); the searcher ends at ``quota`` trials
+            num_samples=job.remaining * (2 if config.gpus_per_trial else 1),
             max_concurrent_trials=slots,
             reuse_actors=True,
             time_budget_s=config.time_budget,
@@ -224,6 +235,27 @@ def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> TrialFaults:
     )
     tuner.fit()
     return faults
+
+
+def _resources(job: TuneJob, scheduler: RecordingASHA) -> Any:
+    """Ray's resources of each trial: ``_ddp.trial_resources``; trials sharing a GPU read their
+    share at creation from the packing state (``RUN/packing.json``), which an OOM lowers."""
+    import functools
+
+    from tricksearch.tuning._ddp import trial_resources
+    from tricksearch.tuning._packing import PACKING_FILE, PackingState, packed_resources
+
+    config = job.config
+    share = config.gpus_per_trial
+    if config.workers != 1 or not 0 < share < 1:
+        return trial_resources(config)
+    scheduler.packing = PackingState.open(job.run_dir / PACKING_FILE, share)
+    return functools.partial(
+        packed_resources,
+        path=str(job.run_dir / PACKING_FILE),
+        cpu=config.cpus_per_trial,
+        share=scheduler.packing.share,
+    )
 
 
 def _experiment(job: TuneJob) -> tuple[str, str]:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from tricksearch._command import (
     Command,
+    add_engine_options,
     add_unlabeled_options,
-    nonneg_float,
+    engine_overrides,
     nonneg_int,
     positive_float,
     positive_int,
@@ -22,6 +23,17 @@ from tricksearch.tuning._config import METRICS, SAMPLERS, TRACKERS, SearchConfig
 __all__ = ["COMMANDS"]
 
 
+def gpus_value(text: str) -> float | str:
+    """``--gpus-per-trial``: ``auto`` or a number >= 0, as ``_packing.parse_gpus`` reads it."""
+    from tricksearch.errors import ConfigError
+    from tricksearch.tuning._packing import parse_gpus
+
+    try:
+        return parse_gpus(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("gpus_per_trial: ")) from None
+
+
 # --- search ------------------------------------------------------------------------------------
 def _add_search(p: argparse.ArgumentParser) -> None:
     d = SearchConfig()
@@ -29,6 +41,7 @@ def _add_search(p: argparse.ArgumentParser) -> None:
     _add_folder(p.add_argument_group("run folder"))
     _add_sampling(p.add_argument_group("sampler and early stopping (ASHA)"), d)
     _add_resources(p.add_argument_group("resources"), d)
+    add_engine_options(p.add_argument_group("engine options (recorded in the recipe's runtime)"))
     _add_retraining(p.add_argument_group("retraining of the best configurations"), d)
     _add_tracking(p.add_argument_group("tracking"))
 
@@ -115,10 +128,11 @@ def _add_resources(g: argparse._ArgumentGroup, d: SearchConfig) -> None:
     )
     g.add_argument(
         "--gpus-per-trial",
-        type=nonneg_float,
+        type=gpus_value,
         default=d.gpus_per_trial,
         help="fractions allowed: 0.5 runs two per GPU; 2 or more: one data-parallel trial "
-        "(torch DDP, NCCL) on that many GPUs",
+        "(torch DDP, NCCL) on that many GPUs; auto: a probe measures a trial's memory and "
+        "throughput and packs as many per GPU as fit and help (0 without CUDA)",
     )
     g.add_argument(
         "--workers-per-trial",
@@ -255,6 +269,7 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         skip_corrupt=args.skip_corrupt,
         unlabeled=args.unlabeled,
         labeled_fraction=1.0 if args.labeled_fraction is None else args.labeled_fraction,
+        engine=engine_overrides(args) or None,
         model=args.model,
         space=args.space,
         trials=args.trials,
