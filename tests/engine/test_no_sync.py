@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 
 import pytest
@@ -45,20 +44,6 @@ def _cases() -> list:
     ]
 
 
-@pytest.fixture(scope="module")
-def small(digits: DatasetSplits) -> DatasetSplits:
-    """96 train / 48 val digits, with 160 other train images as an unlabelled pool."""
-    return dataclasses.replace(
-        digits,
-        x_train=digits.x_train[:96],
-        y_train=digits.y_train[:96],
-        x_val=digits.x_val[:48],
-        y_val=digits.y_val[:48],
-        x_unlabeled=digits.x_train[96:256],
-        info=dict(digits.info),
-    )
-
-
 def _recipe(name: str, epochs: int = 1) -> Recipe:
     spec = TRICKS[name]
     params: dict = {"teacher": "cnn-small", "teacher_epochs": 1} if spec.needs_teacher else {}
@@ -78,8 +63,8 @@ def _recipe(name: str, epochs: int = 1) -> Recipe:
 
 
 @pytest.mark.parametrize("name", _cases())
-def test_cpu_audit_finds_no_sync_in_the_step(name: str, small: DatasetSplits) -> None:
-    steps = audit_fit(_recipe(name), data=small)
+def test_cpu_audit_finds_no_sync_in_the_step(name: str, small_with_pool: DatasetSplits) -> None:
+    steps = audit_fit(_recipe(name), data=small_with_pool)
     assert len(steps) >= 3  # a teacher's own training (distillation) is watched too
     per_step = [dict(c) for c in steps]
     assert steady_syncs(steps) == 0 and sum(steps[0].values()) == 0, per_step
@@ -121,8 +106,7 @@ def test_cpu_numbers_are_those_before_the_move(name: str, small: DatasetSplits) 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        data = dataclasses.replace(small, x_unlabeled=None, info=dict(small.info))
-        result = fit(_recipe(name, epochs=2), data=data)
+        result = fit(_recipe(name, epochs=2), data=small)
     finally:
         torch.set_num_threads(threads)
     last = result.history[-1]
@@ -135,7 +119,7 @@ def test_cpu_numbers_are_those_before_the_move(name: str, small: DatasetSplits) 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("name", _cases())
 def test_cuda_step_does_not_sync(
-    name: str, small: DatasetSplits, monkeypatch: pytest.MonkeyPatch
+    name: str, small_with_pool: DatasetSplits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if name == "sync_bn":
         pytest.skip("sync_bn needs a data-parallel run on 2 or more GPUs")
@@ -151,5 +135,5 @@ def test_cuda_step_does_not_sync(
             steps.append(1)
 
     monkeypatch.setattr(fit_module, "training_step", strict)
-    fit(_recipe(name), data=small, device="cuda")
+    fit(_recipe(name), data=small_with_pool, device="cuda")
     assert len(steps) >= 3

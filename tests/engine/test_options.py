@@ -3,8 +3,6 @@ only when set, and applied by ``fit`` with the numbers of the eager, contiguous 
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -13,18 +11,6 @@ from tricksearch.engine import evaluate, fit
 from tricksearch.engine.options import EngineOptions, device_settings
 from tricksearch.errors import ConfigError, ConfigTypeError
 from tricksearch.recipe import Recipe, RuntimeSection, load_recipe
-
-
-@pytest.fixture(scope="module")
-def small(digits: DatasetSplits) -> DatasetSplits:
-    return dataclasses.replace(
-        digits,
-        x_train=digits.x_train[:96],
-        y_train=digits.y_train[:96],
-        x_val=digits.x_val[:48],
-        y_val=digits.y_val[:48],
-        info=dict(digits.info),
-    )
 
 
 def _base(epochs: int = 2) -> Recipe:

@@ -8,7 +8,7 @@ the same numbers.
 Measured (2026-12-02, 1 thread): val 0.911/0.937/0.930 supervised vs 0.956/0.963/0.967
 (+0.036, 95 % CI +0.013 … +0.059); test 0.944/0.958/0.953 vs 0.972/0.969/0.975 (+0.020, CI
 −0.001 … +0.041). digits' test split (359 images) cannot show a 2-point gain beyond noise with 3
-seeds — the search's own small-data note says the smallest it can show is ~4.6 points; the
+seeds — the search's own small-data note says the smallest it can show is ~4.5 points; the
 Fashion-MNIST benchmark (benchmarks/semi_supervised.py, 10,000 test images) can."""
 
 from __future__ import annotations
