@@ -21,22 +21,37 @@ pytestmark = pytest.mark.slow
 
 # The seeds are such that the space before fitting drew the failing cases: group counts 32 with
 # resnet-cifar's ResNet-C stem (draws 3 and 7 of seed 1), resnet_variant on torchvision (seed 7).
+# With 10 % of the labels (an unlabelled pool), the semi group is searched too (seed 3 draws it).
 @pytest.mark.parametrize(
-    ("model", "n", "seed"),
-    [("cnn-small", 8, 0), ("resnet-cifar", 8, 1), ("mlp", 6, 2), ("torchvision:resnet18", 2, 7)],
+    ("model", "n", "seed", "labels"),
+    [
+        ("cnn-small", 8, 0, 1.0),
+        ("resnet-cifar", 8, 1, 1.0),
+        ("mlp", 6, 2, 1.0),
+        ("torchvision:resnet18", 2, 7, 1.0),
+        ("cnn-small", 8, 3, 0.1),
+    ],
 )
-def test_random_default_configurations_train(model: str, n: int, seed: int) -> None:
+def test_random_default_configurations_train(model: str, n: int, seed: int, labels: float) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(1)
-    base = Recipe.from_dict({"model": {"name": model}, "budget": {"epochs": 1}})
+    base = Recipe.from_dict(
+        {"data": {"labeled_fraction": labels}, "model": {"name": model}, "budget": {"epochs": 1}}
+    )
     data = load_data(base)
-    space = load_space("default").for_model(_traits(base, data, None)).for_device("cpu")
+    space = (
+        load_space("default")
+        .for_model(_traits(base, data, None))
+        .for_device("cpu")
+        .for_data(data.kind, data.image_size, unlabeled=data.unlabeled_count)
+    )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    outcomes = []
+    outcomes, semi = [], []
     for _ in range(n):
         trial = study.ask()
         space(trial)
         recipe = space.to_recipe(base, trial.params)
+        semi.append(bool(recipe.semi))
         try:
             result = fit(recipe, data=data, device="cpu")
         except TrainingDiverged:
@@ -46,3 +61,4 @@ def test_random_default_configurations_train(model: str, n: int, seed: int) -> N
             outcomes.append("trained")
         study.tell(trial, 0.0)
     assert outcomes.count("trained") >= n // 2, outcomes
+    assert any(semi) == (labels < 1.0)  # searched exactly when there is a pool

@@ -23,7 +23,8 @@ TRICKS = registered_tricks()
 # on balanced digits (a constant bias shift leaves softmax unchanged); the group defaults are
 # the baseline itself; flooding acts only once the loss falls below its level; multi-scale may
 # draw scale 1 for the first epoch; no-bias-decay changes nothing without weight decay;
-# self-training's first round comes after a stage: a one-step training has none.
+# self-training's first round comes after a stage: a one-step training has none; sync_bn needs
+# 2+ CUDA replicas and trains with plain BatchNorm elsewhere (identical numbers, one note).
 MAY_MATCH_BASELINE = {
     "bias_prior",
     "constant",
@@ -32,6 +33,7 @@ MAY_MATCH_BASELINE = {
     "flooding",
     "no_bias_decay",
     "self_training",
+    "sync_bn",
 }
 
 
