@@ -310,11 +310,10 @@ class TriTraining(_Trainer):
         members, aug, data = member_list(run.net), run.parts.augment, run.data
         # the first TRI_WARMUP of the steps: each member on its bootstrap alone, no pool
         warm = run.step < self.total_steps * TRI_WARMUP
-        pool = (
-            ()
-            if warm
-            else (_float(run, weak_view(self.unlabelled(run, self.batch_size), aug, epoch), epoch),)
-        )
+        pool: tuple[Tensor, ...] = ()
+        if not warm:
+            u = self.unlabelled(run, self.batch_size)
+            pool = (_float(run, weak_view(u, aug, epoch), epoch),)
         out, loss = [], torch.zeros((), device=run.device)
         for member, (sample, stream) in zip(
             members, self.bootstraps(len(data.y_train)), strict=True
