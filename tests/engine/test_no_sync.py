@@ -37,7 +37,7 @@ KNOWN_SYNCS = {
 
 def _cases() -> list:
     return [
-        pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_SYNCS[n], strict=False))
+        pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_SYNCS[n], strict=True))
         if n in KNOWN_SYNCS
         else n
         for n in TRICKS

@@ -193,6 +193,8 @@ class SelfTraining(_Trainer):
         self.round_start = 0
         self.pseudo_idx = torch.zeros(0, dtype=torch.long)
         self.pseudo_y = torch.zeros(0, dtype=torch.long)
+        self._pseudo_key: tuple[int, int] | None = None
+        self._pseudo_stream: Stream | None = None
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -208,6 +210,15 @@ class SelfTraining(_Trainer):
         self.rounds_done = int(state["rounds_done"])
         self.round_start = int(state["round_start"])
         self.pseudo_idx, self.pseudo_y = state["pseudo_idx"].long(), state["pseudo_y"].long()
+
+    def _pseudo_batch(self, step: int) -> Tensor:
+        """This step's indices into the pseudo-labelled set: the round's seeded stream, made once
+        per round (not per step)."""
+        key = (len(self.pseudo_idx), self.rounds_done)
+        if self._pseudo_key != key:
+            self._pseudo_stream = Stream(key[0], salted_seed(self.seed, f"pseudo{key[1]}"))
+            self._pseudo_key = key
+        return self._pseudo_stream.batch(step - self.round_start, self.batch_size)
 
     @torch.no_grad()
     def label_pool(self, run: _Run) -> None:
@@ -243,8 +254,7 @@ class SelfTraining(_Trainer):
             (logits,), teacher = _forward(run, run.net, x)
             loss = run.parts.loss(logits, target, teacher_logits=teacher)
         else:
-            stream = Stream(n, salted_seed(self.seed, f"pseudo{self.rounds_done}"))
-            pick = stream.batch(run.step - self.round_start, self.batch_size)
+            pick = self._pseudo_batch(run.step)
             xp = _pool(run, self.pseudo_idx[pick])
             xp = _float(run, aug(xp, epoch) if aug is not None and xp.ndim == 4 else xp, epoch)
             (logits, lp), teacher = _forward(run, run.net, x, xp)
