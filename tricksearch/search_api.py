@@ -39,7 +39,9 @@ def search(
     ``dataset``: a name, or tensors ``(x, y)`` / ``(x, y, x_test, y_test)``, or DatasetSplits.
     ``model``: a registry name or a factory ``f(in_channels=…, num_classes=…)`` (recorded as
     ``python:MODULE.QUALNAME`` in ``search.json`` and the recipes).
-    ``settings``: any other :class:`SearchConfig` field (sampler, seed, grace_period, top_k, …);
+    ``settings``: any other :class:`SearchConfig` field (sampler, seed, grace_period, top_k, …;
+    ``warm_start="DIR"``: an earlier search's finished trials as the sampler's prior;
+    ``fidelity="epochs"|"data"|"auto"``: ASHA's early rungs on a fraction of the train split);
     ``unlabeled`` may also be, with tensors, an array of unlabelled samples shaped like ``x``
     (``labeled_fraction`` hides the labels of the rest of the train split).
     """

@@ -1,5 +1,5 @@
-"""Preset recipes (baseline, bag-of-tricks, timm-like): valid, faithful to the papers, inside
-the matching spaces."""
+"""Preset recipes (baseline, bag-of-tricks, timm-like, sgd-cosine, adamw-cosine): valid,
+faithful to the papers, inside the matching spaces."""
 
 from __future__ import annotations
 
@@ -26,7 +26,11 @@ def test_presets_are_valid_and_keep_data_model_budget(name: str, model: str) -> 
     base = _base(model).with_trick("ricap", {})
     recipe = preset_recipe(name, base)
     assert recipe.data == base.data and recipe.model == base.model
-    assert recipe.budget == base.budget
+    if name == "adamw-cosine":  # the base's LR at Adam's scale (TrickSpec.lr_scale)
+        assert recipe.budget.lr == pytest.approx(base.budget.lr * 0.02)
+        assert recipe.budget.to_dict() | {"lr": base.budget.lr} == base.budget.to_dict()
+    else:
+        assert recipe.budget == base.budget
     assert "ricap" not in recipe.mixing  # the base's tricks do not leak into a preset
     assert Recipe.loads(recipe.dumps()) == recipe
 

@@ -22,6 +22,7 @@ from tricksearch.cli import main
 from tricksearch.recipe import Recipe, load_recipe
 from tricksearch.spaces import load_space, preset_recipe
 from tricksearch.tuning._runner import SearchFailed
+from tricksearch.tuning._tune import first_points
 
 pytestmark = pytest.mark.slow
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers can't import tests
@@ -58,6 +59,11 @@ def test_cli_search_writes_a_recipe_that_trains_again(tmp_path, capsys) -> None:
     base = Recipe.from_dict({"model": {"name": "cnn-small"}, "budget": {"epochs": 6}})
     assert study.trials[0].params == space.point(preset_recipe("baseline", base))
     assert study.trials[1].params == space.point(preset_recipe("bag-of-tricks", base))
+    assert [t.params for t in study.trials[:3]] == first_points(space, base, 8)
+    # the baseline is a reference for ASHA's first rung (grace 6 // 4 = 1): stopped there, and
+    # retrained at the full budget after the tuning like every candidate
+    assert study.trials[0].state == TrialState.PRUNED and study.trials[0].user_attrs["reference"]
+    assert max(study.trials[0].intermediate_values) == 1
     assert len((run / "trials.csv").read_text().strip().splitlines()) == 9
 
     recipe = load_recipe(run / "best_recipe.yaml")

@@ -125,6 +125,9 @@ class _Run:
     dist: Any = distributed.LOCAL  # data-parallel hooks (engine.distributed); identity alone
     options: engine_options.EngineOptions = field(default_factory=engine_options.EngineOptions)
     forward: engine_options.Forward | None = None  # runtime.compile's compiled training forward
+    # ``fit(train_subset=…)``: the train samples of an epoch (None: all) and their loaders
+    subset: Callable[[int], torch.Tensor | None] | None = None
+    subset_loaders: dict[int, tuple[torch.Tensor, Any]] = field(default_factory=dict)
 
     @property
     def eval_net(self) -> nn.Module:
@@ -145,6 +148,7 @@ def fit(
     on_state: Callable[[EpochMetrics, dict[str, Any]], object] | None = None,
     resume: dict[str, Any] | None = None,
     dist: distributed.DataParallel | None = None,
+    train_subset: Callable[[int], torch.Tensor | None] | None = None,
 ) -> FitResult:
     """Train ``model`` (default: the recipe's) on ``data`` (default: the recipe's) per the recipe.
 
@@ -161,6 +165,11 @@ def fit(
     ``dist=DataParallel(rank, world_size)`` trains one replica of a data-parallel run (torch
     DDP; the process group initialised first; callbacks usually given on rank 0 only): see
     :mod:`tricksearch.engine.distributed`.
+
+    ``train_subset(epoch)`` (0-based epoch) -> indices into the train split that epoch trains
+    on (``None``: all of it); an epoch on a subset takes fewer optimizer steps, each advancing
+    the step clock (LR schedule, warmup, SGDR cycles) by ``full / subset`` steps, so the schedule
+    runs by fractional epoch and ends where the full run ends (the search's data fidelity).
     """
     if not isinstance(recipe, Recipe):
         raise ConfigTypeError(f"recipe: got {type(recipe).__name__}, expected a Recipe.")
@@ -170,6 +179,7 @@ def fit(
     run = _prepare(recipe, model, data, dev, teacher, max_device_bytes)
     distributed.attach(run, recipe, dist)  # DDP: sharded batches, wrapped model; else sync_bn note
     engine_options.attach(run, recipe.runtime)  # channels_last, compile (engine/options.py)
+    run.subset = train_subset
     snapshot_epochs = set(run.parts.lr_schedule.snapshot_epochs())
     snapshots: list[nn.Module] = []
     history: list[EpochMetrics] = []
@@ -283,7 +293,10 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[float, int, int, float]:
     correct = torch.zeros((), dtype=torch.int64, device=run.device)
     seen = 0
     lr = run.parts.lr_schedule.lr_at(run.step)
-    for xb, yb in run.loader.epoch(epoch):
+    loader, full = _epoch_loader(run, epoch), len(run.loader)
+    start, steps = run.step, len(loader)
+    for i, (xb, yb) in enumerate(loader.epoch(epoch)):
+        run.step = start + (i * full) // steps  # start + i on the whole split
         lr = run.parts.set_lr(run.step)
         loss, logits, target = training_step(run, xb, yb, epoch)
         run.step += 1
@@ -292,7 +305,29 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[float, int, int, float]:
         loss_sum += loss.detach().double() * n
         hard = target.argmax(1) if target.ndim == 2 else target
         correct += (logits.argmax(1) == hard).sum()
+    run.step = start + full  # a subset's epoch advances the clock by one whole epoch too
     return loss_sum.item() / max(seen, 1), int(correct.item()), seen, lr
+
+
+def _epoch_loader(run: _Run, epoch: int) -> Any:
+    """The loader of ``epoch``: the run's, or one over ``run.subset(epoch)``'s samples (made
+    once per subset: same batch size, seed and kind, sharded as the run's is)."""
+    idx = None if run.subset is None else run.subset(epoch)
+    if idx is None:
+        return run.loader
+    if id(idx) not in run.subset_loaders:
+        full = run.loader
+        part = (run.data.x_train[idx], run.data.y_train[idx])
+        common = dict(device=run.device, shuffle=True, seed=full.seed)
+        loader = (
+            DeviceLoader(*part, full.batch_size, **common)
+            if isinstance(full, DeviceLoader)
+            else StreamingLoader(part, full.batch_size, **common)
+        )
+        if full.world_size > 1:
+            loader = loader.sharded(full.rank, full.world_size, on_batch=full.on_batch)
+        run.subset_loaders[id(idx)] = (idx, loader)  # the index tensor kept: its id stays unique
+    return run.subset_loaders[id(idx)][1]
 
 
 def training_step(

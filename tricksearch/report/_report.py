@@ -31,6 +31,7 @@ from tricksearch.report._report_study import (
     trial_point,
 )
 from tricksearch.report._show import evidence_lines, fmt_number, implicit_defaults, trick_lines
+from tricksearch.tuning._fidelity import fidelity_line, load_plan
 from tricksearch.tuning._study import STUDY_NAME, load_study
 
 if TYPE_CHECKING:  # optuna is imported by load_study, when a report is written
@@ -355,6 +356,9 @@ def _cost_section(run: _Run) -> list[str]:
         )
     else:
         lines.append(f"- search: {spent} trial-epochs for {len(points)} trials.")
+    fidelity = fidelity_line(load_plan(run.dir), [p.epochs for p in points])
+    if fidelity:  # --fidelity data: the early epochs on a fraction of train (tuning/_fidelity.py)
+        lines.append(f"- {fidelity}; the cost of each trial is in trials.csv (`cost_epochs`).")
     cands = run.results.get("candidates") or []
     seeds = run.prov.get("seeds") or []
     if cands and seeds and epochs:

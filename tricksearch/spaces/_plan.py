@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from tricksearch.spaces._entry import TrickEntry
@@ -91,6 +91,12 @@ class Dim:
                 return choice
         return self.choices[0]
 
+    def scaled(self, factor: float) -> Dim:
+        """This float range times ``factor`` (an LR range for another optimizer family)."""
+        if factor == 1.0 or self.kind != "float":
+            return self
+        return replace(self, low=self.low * factor, high=self.high * factor, step=None)
+
     def describe(self) -> str:
         if self.kind == "categorical":
             return "one of " + ", ".join(
@@ -164,6 +170,18 @@ class Plan:
     nodes: tuple[TrickNode | GroupNode, ...] = ()
     owner: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # The LR follows the optimizer: the key of the searched group whose members train at other
+    # LR scales (``TrickSpec.lr_scale``), and member -> factor on the LR range (SGD's) for the
+    # members whose scale is not 1; None/empty: the LR range is used as written.
+    lr_group: str | None = None
+    lr_scales: dict[str, float] = field(default_factory=dict)
+
+    def lr_dim(self, member: str | None) -> Dim | None:
+        """The LR dimension for a configuration whose LR group chose ``member``."""
+        dim = next((d for d in self.budget_dims if d.key == budget_key("lr")), None)
+        if dim is None:
+            return None
+        return dim.scaled(self.lr_scales.get(member or "", 1.0))
 
 
 def compile_plan(tricks: Mapping[str, TrickEntry], budget: Mapping[str, Any]) -> Plan:
@@ -187,7 +205,28 @@ def compile_plan(tricks: Mapping[str, TrickEntry], budget: Mapping[str, Any]) ->
         if node is not None:
             nodes.append(node)
     plan.nodes = tuple(nodes)
+    _link_lr(plan)
     return plan
+
+
+def _link_lr(plan: Plan) -> None:
+    """When the LR is searched and an exclusive group chooses among members of different LR
+    scales (SGD and AdamW), the LR is drawn after that choice, from the range times the chosen
+    member's scale relative to the group's default member (SGD): ``Plan.lr_scales``."""
+    if not any(d.key == budget_key("lr") for d in plan.budget_dims):
+        return
+    specs = registered_tricks()
+    for node in plan.nodes:
+        if not isinstance(node, GroupNode) or not node.suggested:
+            continue
+        members = [c for c in node.choices if c in specs]
+        scales = {m: specs[m].lr_scale for m in members}
+        if len(set(scales.values())) < 2:
+            continue
+        reference = specs[node.default_member].lr_scale if node.default_member else 1.0
+        plan.lr_group = node.key
+        plan.lr_scales = {m: s / reference for m, s in scales.items() if s != reference}
+        return
 
 
 def _compile_budget(plan: Plan, budget: Mapping[str, Any]) -> None:
@@ -297,7 +336,12 @@ def _budget_rows(plan: Plan) -> list[tuple[str, str]]:
     for name in BUDGET_NAMES:
         key = budget_key(name)
         if key in dims:
-            rows.append((key, dims[key].describe()))
+            text = dims[key].describe()
+            if name == "lr" and plan.lr_scales:
+                text += "; " + ", ".join(
+                    f"× {f:g} with {m}" for m, f in sorted(plan.lr_scales.items())
+                )
+            rows.append((key, text))
         elif name in plan.fixed_budget:
             rows.append((key, f"fixed {plan.fixed_budget[name]!r}"))
         else:

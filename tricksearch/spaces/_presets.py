@@ -8,7 +8,14 @@ Each preset keeps the data, model and budget of a base recipe and sets its trick
   blocks), no bias decay, cosine decay, label smoothing 0.1, mixup α 0.2, bf16;
 - ``timm-like`` (the recipe family of timm's training scripts, without AdamW/LAMB): cosine,
   warmup, label smoothing 0.1, mixup 0.8 + cutmix 1.0, RandAugment(2, 9), random erasing 0.25,
-  EMA of the weights.
+  EMA of the weights;
+- ``sgd-cosine`` (the ResNet/CIFAR reference recipe): SGD with Nesterov momentum 0.9, weight
+  decay 5e-4 without bias decay, one warmup epoch, cosine decay, label smoothing 0.1 — at the base
+  recipe's LR;
+- ``adamw-cosine`` (the usual recipe for Adam-family optimizers): AdamW at the base LR times
+  the Adam-like optimizers' LR scale (``TrickSpec.lr_scale`` 0.02: 1e-3 at the default 0.05; an
+  Adam-like optimizer at an SGD LR diverges), weight decay 1e-2, one warmup epoch, cosine decay,
+  label smoothing 0.1. The only preset that changes the base's budget (its LR).
 
 A search turns them into Optuna points with :meth:`SearchSpace.point`, so they are tried first.
 """
@@ -79,6 +86,34 @@ def _timm_like(base: Recipe) -> dict[str, Any]:
     }
 
 
+def _sgd_cosine(base: Recipe) -> dict[str, Any]:
+    return {
+        "schedule": {
+            "warmup": {"epochs": 1.0, "kind": "linear"},
+            "cosine": {"min_lr_factor": 0.0},
+        },
+        "loss": {"label_smoothing": {"epsilon": 0.1}},
+        "optimizer": {
+            "sgd": {"momentum": 0.9, "nesterov": True},
+            "weight_decay": {"value": 5e-4},
+            "no_bias_decay": {},
+        },
+    }
+
+
+def _adamw_cosine(base: Recipe) -> dict[str, Any]:
+    lr = base.budget.lr * get_trick("adamw").lr_scale  # Adam's LR scale, not SGD's
+    return {
+        "budget": {**base.budget.to_dict(), "lr": lr},
+        "schedule": {
+            "warmup": {"epochs": 1.0, "kind": "linear"},
+            "cosine": {"min_lr_factor": 0.0},
+        },
+        "loss": {"label_smoothing": {"epsilon": 0.1}},
+        "optimizer": {"adamw": {}, "weight_decay": {"value": 1e-2}},
+    }
+
+
 #: Preset recipe name -> (description, builder of its trick sections from the base recipe).
 PRESET_RECIPES: dict[str, tuple[str, Callable[[Recipe], dict[str, Any]]]] = {
     "baseline": ("every trick off: the reference every gain is measured against", _baseline),
@@ -91,6 +126,16 @@ PRESET_RECIPES: dict[str, tuple[str, Callable[[Recipe], dict[str, Any]]]] = {
         "cosine, warmup, label smoothing 0.1, mixup 0.8 + cutmix 1.0, RandAugment(2, 9), "
         "random erasing 0.25, EMA",
         _timm_like,
+    ),
+    "sgd-cosine": (
+        "SGD + Nesterov 0.9, weight decay 5e-4 (no bias decay), 1 warmup epoch, cosine, label "
+        "smoothing 0.1",
+        _sgd_cosine,
+    ),
+    "adamw-cosine": (
+        "AdamW at the base LR × 0.02 (Adam's scale), weight decay 1e-2, 1 warmup epoch, cosine, "
+        "label smoothing 0.1",
+        _adamw_cosine,
     ),
 }
 

@@ -96,10 +96,15 @@ class SearchSpace:
 
     # -- the define-by-run function -------------------------------------------------------
     def __call__(self, trial: optuna.Trial) -> None:
-        """Sample one configuration: only ``trial.suggest_*`` calls, conditional on switches."""
-        for dim in self._plan.budget_dims:
-            dim.suggest(trial)
-        for node in self._plan.nodes:
+        """Sample one configuration: only ``trial.suggest_*`` calls, conditional on switches.
+        When the optimizer group mixes LR scales (``Plan.lr_scales``), the LR is drawn after
+        the optimizer, from the range for the chosen one."""
+        plan = self._plan
+        lr_key = budget_key("lr") if plan.lr_group is not None else None
+        for dim in plan.budget_dims:
+            if dim.key != lr_key:
+                dim.suggest(trial)
+        for node in plan.nodes:
             if isinstance(node, TrickNode):
                 on = True
                 if node.switch_key is not None:
@@ -111,6 +116,10 @@ class SearchSpace:
             chosen = node.fixed_choice()
             if chosen is None:
                 chosen = trial.suggest_categorical(node.key, list(node.choices))
+            if node.key == plan.lr_group:
+                lr = plan.lr_dim(chosen)
+                assert lr is not None  # lr_group is only set when the LR is searched
+                lr.suggest(trial)
             for dim in node.dims.get(chosen, ()):
                 dim.suggest(trial)
 
@@ -225,6 +234,8 @@ class SearchSpace:
         out: dict[str, Any] = {}
         for dim in self._plan.budget_dims:
             name = parse_key(dim.key).name
+            if name == "lr" and self._plan.lr_group is not None:
+                dim = self._plan.lr_dim(self._lr_member(recipe)) or dim  # its optimizer's range
             out[dim.key] = dim.clip(getattr(recipe.budget, name), BUDGET_PARAMS[name].default)
         for node in self._plan.nodes:
             section = recipe.section(node.family)
@@ -242,6 +253,13 @@ class SearchSpace:
             if chosen != NONE:
                 self._point_params(chosen, node.dims[chosen], section, out)
         return out
+
+    def _lr_member(self, recipe: Recipe) -> str | None:
+        """The member of the LR group (``Plan.lr_group``) that ``recipe`` uses."""
+        for node in self._plan.nodes:
+            if isinstance(node, GroupNode) and node.key == self._plan.lr_group:
+                return node.fixed_choice() or _group_point(node, recipe.section(node.family))
+        return None
 
     def _point_params(
         self,

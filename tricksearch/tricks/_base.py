@@ -234,6 +234,9 @@ class TrickSpec:
     - ``min_image_side``: the smallest image height/width the trick works on (crops, cutout).
     - ``needs_unlabeled``: the trick trains on an unlabelled pool (``DatasetSplits.x_unlabeled``);
       training without one is refused, a search leaves it out with a note.
+    - ``lr_scale``: for a member of an exclusive group, the factor on the searched LR range when
+      the search chooses it among members of another scale (Adam-like optimizers train at about
+      1/50 of SGD's LR: the space's LR range is SGD's, ``spaces/_plan.py``).
     """
 
     name: str
@@ -251,6 +254,7 @@ class TrickSpec:
     data_kinds: frozenset[str] = frozenset(("image", "signal", "features"))
     min_image_side: int = 1
     needs_unlabeled: bool = False
+    lr_scale: float = 1.0
     searchable: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from tricksearch.errors import TricksearchError
+from tricksearch.tuning._budget import budget_line
 from tricksearch.tuning._candidates import TrialRecord
 from tricksearch.tuning._config import SearchConfig
 from tricksearch.tuning._console import say
@@ -28,6 +29,7 @@ from tricksearch.tuning._result import SearchResult
 if TYPE_CHECKING:
     from tricksearch.data import DatasetSplits
     from tricksearch.recipe import Recipe
+    from tricksearch.tuning._fidelity import FidelityPlan
 
 __all__ = [
     "FULL_RECIPE",
@@ -81,20 +83,32 @@ def faults_line(retries: int, peak_bytes: int, *, checkpoints: bool = True) -> s
 
 
 # --- the trials ---------------------------------------------------------------------------------
-def write_trials_csv(records: Sequence[TrialRecord], path: Path) -> None:
+def write_trials_csv(
+    records: Sequence[TrialRecord], path: Path, fidelity: FidelityPlan | None = None
+) -> None:
     """Every trial, one row: its outcome (Optuna's state, or STOPPED for a trial the time budget
-    cut; see ``_study.outcome``), value, epochs, seconds and parameters."""
+    cut; see ``_study.outcome``), value, epochs, seconds and parameters. With data fidelity
+    (``fidelity``, default: the plan kept beside ``path``, ``_fidelity.PLAN_FILE``) also
+    ``data_fraction`` (the share of the train split its last epoch trained on) and
+    ``cost_epochs`` (its cost in full-epoch equivalents: the sum of its epochs' fractions)."""
+    from tricksearch.tuning._fidelity import load_plan
+
+    plan = load_plan(path.parent) if fidelity is None else fidelity
+    extra = [] if plan is None else ["data_fraction", "cost_epochs"]
     keys = sorted({k for r in records for k in r.params})
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["number", "state", "value", "epochs", "seconds", *keys])
+        w.writerow(["number", "state", "value", "epochs", *extra, "seconds", *keys])
         for r in records:
+            reached = "" if plan is None or not r.epochs else plan.fraction(r.epochs)
+            cost = [] if plan is None else [reached, plan.cost(r.epochs)]
             w.writerow(
                 [
                     r.number,
                     r.outcome,
                     "" if r.value is None else r.value,
                     r.epochs,
+                    *cost,
                     "" if r.seconds is None else r.seconds,
                     *[r.params.get(k, "") for k in keys],
                 ]
@@ -107,14 +121,27 @@ def outcome_counts(records: Sequence[TrialRecord]) -> dict[str, int]:
     return {k.lower(): found.count(k) for k in OUTCOMES}
 
 
-def time_budget_line(counts: Mapping[str, int], config: SearchConfig) -> str | None:
-    """What the time budget cut, or None when it cut nothing (or there is none)."""
-    if not (counts["stopped"] and config.time_budget):
+def time_budget_line(
+    counts: Mapping[str, int], config: SearchConfig, *, stopped_early: float | None = None
+) -> str | None:
+    """What the time budget cut, or None when it cut nothing (or there is none).
+    ``stopped_early``: the seconds before the budget's end that the tuning stopped at, to leave
+    them to the retraining (``_budget``); None when the budget did not stop it."""
+    if not config.time_budget:
         return None
+    ran = sum(counts.values())
+    if not counts["stopped"] and (stopped_early is None or ran >= config.trials):
+        return None
+    kept = (
+        f"; the tuning stopped {stopped_early:.0f} s before the budget's end, kept for the "
+        "retraining"
+        if stopped_early is not None and stopped_early >= 0.5
+        else ""
+    )
     return (
         f"time budget of {config.time_budget:g} s reached: "
-        f"{sum(counts.values())} of {config.trials} trials ran, "
-        f"{counts['stopped']} of them cut short by it"
+        f"{ran} of {config.trials} trials ran, "
+        f"{counts['stopped']} of them cut short by it" + kept
     )
 
 
@@ -325,6 +352,7 @@ def closing_lines(
             if (oom := searched.get("trials", {}).get("oom"))
             else []
         ),
+        *(["  " + budget_line(cut)] if (cut := searched.get("time_budget")) else []),
         f"  reproduce: tricksearch train --recipe {path}",
     ]
     return "\n".join(lines)

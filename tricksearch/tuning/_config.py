@@ -45,9 +45,11 @@ class SearchConfig:
     out: str = "runs/search"
     sampler: str = "tpe"
     seed: int = 0
+    warm_start: str | None = None  # an earlier search's folder: its trials are a prior (_warmstart)
     metric: str = "val_acc"
     grace_period: int | None = None  # None: max(1, epochs // 4)
     reduction_factor: int = 3
+    fidelity: str = "auto"  # ASHA's early rungs on epochs, or on a fraction of the data (_fidelity)
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | str = 0.0  # or "auto": trials packed per GPU by a probe (_packing)
     workers_per_trial: int = 1  # data-parallel replicas of one trial on CPUs (torch DDP, gloo)
@@ -166,6 +168,7 @@ class SearchConfig:
                 "ASHA's first rung must come before the end of training."
             )
         self._check_workers(integer)
+        self._check_fidelity()
         if self.sampler not in SAMPLERS:
             raise ConfigError(
                 f"sampler: got {self.sampler!r}, expected one of {', '.join(SAMPLERS)}."
@@ -176,9 +179,25 @@ class SearchConfig:
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ConfigTypeError(f"{name}: got {getattr(self, name)!r}, expected a string.")
         self._check_track()
+        self._check_warm_start()
         if self.storage is not None and (not isinstance(self.storage, str) or not self.storage):
             raise ConfigTypeError(
                 f"storage: got {self.storage!r}, expected a folder or a URI (s3://…, gs://…)."
+            )
+
+    def _check_fidelity(self) -> None:
+        """``fidelity``: one of ``_fidelity.FIDELITIES``; ``data`` needs trials that are not
+        data-parallel (their replicas would each need the subset)."""
+        from tricksearch.tuning._fidelity import FIDELITIES
+
+        if self.fidelity not in FIDELITIES:
+            raise ConfigError(
+                f"fidelity: got {self.fidelity!r}, expected one of {', '.join(FIDELITIES)}."
+            )
+        if self.fidelity == "data" and self.workers != 1:
+            raise ConfigError(
+                f"fidelity: got 'data' with {self.workers} data-parallel replicas per trial; "
+                "data fidelity trains single-process trials: use --fidelity epochs or auto."
             )
 
     def _check_unlabeled(self) -> None:
@@ -254,6 +273,25 @@ class SearchConfig:
                 )
         self.track = tuple(dict.fromkeys(track))
 
+    def _check_warm_start(self) -> None:
+        """``warm_start``: None or an existing folder other than ``out``, made absolute (a resume
+        from elsewhere reads the same prior)."""
+        if self.warm_start is None:
+            return
+        if not isinstance(self.warm_start, str) or not self.warm_start:
+            raise ConfigTypeError(
+                f"warm_start: got {self.warm_start!r}, expected the folder of an earlier search."
+            )
+        from tricksearch.tuning._warmprior import check_prior_folder
+
+        folder = check_prior_folder(self.warm_start).resolve()
+        if folder == Path(self.out).expanduser().resolve():
+            raise ConfigError(
+                f"warm_start: got {self.warm_start!r}, the search's own --out folder; expected "
+                "the folder of another, earlier search."
+            )
+        self.warm_start = str(folder)
+
     # -- persistence ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -284,4 +322,6 @@ class SearchConfig:
             raw = json.loads(read_text_file(path, "resume", "the search.json of a search"))
         except json.JSONDecodeError as exc:
             raise ConfigError(f"resume: {str(path)!r} is not valid JSON ({exc}).") from None
+        if isinstance(raw, dict):  # saved before --fidelity existed: it searched over epochs
+            raw.setdefault("fidelity", "epochs")
         return cls.from_dict(raw)

@@ -35,10 +35,11 @@ from tricksearch.tuning._verdict import BETTER, Verdict, paired_verdict
 
 if TYPE_CHECKING:
     from tricksearch.recipe import Recipe
+    from tricksearch.tuning._budget import Plan, TimeBudget
     from tricksearch.tuning._prepare import Prepared
     from tricksearch.tuning._trainable import TrialContext
 
-__all__ = ["BASELINE", "TUNED", "Decision", "Trainer", "decide", "scores"]
+__all__ = ["BASELINE", "TUNED", "Decision", "Trainer", "decide", "plan_work", "scores"]
 
 BASELINE = "baseline"
 TUNED = "tuned baseline"
@@ -132,19 +133,57 @@ def _test_key(metric: str) -> tuple[str, str]:
     return ("test_loss", "min") if metric == "val_loss" else ("test_acc", "max")
 
 
+def plan_work(prep: Prepared, records: Sequence[TrialRecord], budget: TimeBudget) -> Plan | None:
+    """The time budget's plan of the work after the tuning (``_budget.plan_after_tuning``) for
+    the candidates there are, the tuned baseline's search (when the space has one) and the best
+    candidate's tricks (the minimal recipe's path); None when no speed was measured."""
+    from dataclasses import replace
+
+    from tricksearch.tuning._tuned_baseline import budget_space
+
+    config = prep.config
+    candidates = _candidates(prep, records)
+    tricks = 0
+    if candidates and config.minimal:
+        tricks = len(prep.space.to_recipe(prep.base, dict(candidates[0].params)).tricks_on())
+    work = replace(
+        budget.work,
+        candidates=len(candidates),
+        tuned_trials=config.tuned_baseline_trials if budget_space(prep.space) else 0,
+        minimal_tricks=tricks,
+    )
+    return budget.plan_for(work, records)
+
+
+def _candidates(prep: Prepared, records: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """The top-k trials by estimated full-budget value, the baseline's point left out."""
+    config = prep.config
+    return pick_candidates(
+        records,
+        config.mode,
+        config.top_k,
+        max_t=config.epochs,
+        exclude=_points(prep, prep.base.baseline()),
+    )
+
+
 def decide(
     prep: Prepared,
     ctx: TrialContext,
     records: Sequence[TrialRecord],
     tuned: Recipe | None,
     out: IO[str] | None,
+    budget: TimeBudget | None = None,
 ) -> Decision:
-    """Retrain, race, choose, and shrink; see the module docstring."""
+    """Retrain, race, choose, and shrink; see the module docstring. ``budget``: the time budget,
+    whose plan (``budget.plan``) sets the candidates and seeds retrained and bounds the race and
+    the minimal recipe by the time left."""
     config = prep.config
+    plan = budget.plan if budget is not None else None
     baseline = prep.base.baseline()
-    candidates = pick_candidates(
-        records, config.mode, config.top_k, max_t=config.epochs, exclude=_points(prep, baseline)
-    )
+    candidates = _candidates(prep, records)
+    if plan is not None:
+        candidates = candidates[: plan.candidates]
     recipes = {
         f"trial {r.number}": prep.space.to_recipe(prep.base, dict(r.params)) for r in candidates
     }
@@ -152,6 +191,8 @@ def decide(
     if tuned is not None:
         recipes[TUNED] = tuned
     seeds = list(config.first_seeds)
+    if plan is not None:
+        seeds = seeds[: plan.seeds]
     others = " and the tuned baseline" if tuned is not None else ""
     say(
         out,
@@ -163,7 +204,7 @@ def decide(
     leader = _leader(trainer.table(recipes, seeds), config.mode)
     selection = None
     if leader is not None:
-        selection = _race(trainer, recipes, leader["label"], seeds, out)
+        selection = _race(trainer, recipes, leader["label"], seeds, out, budget)
     table = trainer.table(recipes, seeds)
     rows = {c["label"]: c for c in table}
     base_row = rows[BASELINE]
@@ -189,8 +230,28 @@ def decide(
         candidates=[k for k in recipes if k not in (BASELINE, TUNED)],
     )
     if decision.trick_helped and config.minimal and decision.winner["recipe"].tricks_on():
-        _shrink(decision, trainer, out)
+        if _minimal_fits(budget, len(decision.winner["recipe"].tricks_on()), len(seeds), out):
+            _shrink(decision, trainer, out)
+    if budget is not None:
+        budget.outcome["seeds"] = list(seeds)
     return decision
+
+
+def _minimal_fits(budget: TimeBudget | None, tricks: int, seeds: int, out: IO[str] | None) -> bool:
+    """Whether the minimal recipe's path fits in the time budget's time left (always without a
+    budget); recorded in ``budget.outcome["minimal"]``."""
+    if budget is None:
+        return True
+    need = budget.minimal_seconds(tricks, seeds)
+    fits = budget.fits(need)
+    budget.outcome["minimal"] = "ran" if fits else "skipped"
+    if not fits:
+        say(
+            out,
+            f"minimal recipe: skipped to fit the time budget ({need:.0f} s expected, "
+            f"{max(0.0, budget.left()):.0f} s left)",
+        )
+    return fits
 
 
 def _points(prep: Prepared, recipe: Recipe) -> list[dict[str, Any]]:
@@ -218,11 +279,26 @@ def _race(
     leader: str,
     seeds: list[int],
     out: IO[str] | None,
+    budget: TimeBudget | None = None,
 ) -> Verdict:
     """Leader vs baseline on val; with ``--seeds auto`` more seeds (for the leader and the
-    baselines) until that verdict is decided or ``max_seeds`` is reached. ``seeds`` grows."""
+    baselines) until that verdict is decided or ``max_seeds`` is reached, or (with a time
+    budget) until one more round would not fit in the time left, the minimal recipe's share
+    kept when the plan has one. ``seeds`` grows."""
     config = trainer.prep.config
     raced = {k: recipes[k] for k in (leader, BASELINE, TUNED) if k in recipes}
+
+    def fits() -> bool:
+        if budget is None:
+            return True
+        plan = budget.plan
+        keep = 0.0
+        if plan is not None and plan.minimal:
+            keep = budget.minimal_seconds(plan.work.minimal_tricks, len(seeds) + 1)
+        if budget.fits(budget.round_seconds(len(raced)) + keep):
+            return True
+        budget.outcome["race"] = "stopped"
+        return False
 
     def verdict() -> Verdict:
         rows = {c["label"]: c for c in trainer.table(raced, seeds)}
@@ -233,7 +309,9 @@ def _race(
         )
 
     current = verdict()
-    while config.seeds == "auto" and not current.decided and len(seeds) < config.max_seeds:
+    while (
+        config.seeds == "auto" and not current.decided and len(seeds) < config.max_seeds and fits()
+    ):
         seeds.append(max(seeds) + 1)
         say(
             out,

@@ -2,8 +2,10 @@
 
 One line: trials done / running / pruned / failed (/ stopped by the time budget), best so far,
 elapsed and estimated time left (:func:`estimate_left`: the trial-epochs still expected under
-ASHA, over the parallel slots, at the measured seconds per trial-epoch; capped by the time
-budget).
+ASHA, over the parallel slots, at the measured seconds per trial-epoch, a trial's first epoch
+without its worker's start; with a time budget, the retraining after the tuning included and
+never past the budget's end). :class:`TuningStopper` ends the tuning at the budget's moving
+deadline (``_budget``).
 On a terminal the line is rewritten in place; elsewhere (logs, CI) a line is printed whenever a
 trial finishes. When trials failed, the run ends with their causes grouped, most common first
 (``failed 3 × ValueError: … (see …/error.txt)``).
@@ -18,8 +20,10 @@ from typing import IO, Any, NamedTuple
 
 from ray.tune import Callback
 from ray.tune.experiment import Trial
+from ray.tune.stopper import Stopper
 
 from tricksearch._clock import fmt_duration
+from tricksearch.tuning._budget import Rates, TimeBudget
 from tricksearch.tuning._failures import (
     UNKNOWN_CAUSE,
     Failure,
@@ -31,6 +35,7 @@ from tricksearch.tuning._failures import (
 __all__ = [
     "Left",
     "ProgressCallback",
+    "TuningStopper",
     "asha_epochs_left",
     "estimate_left",
     "fmt_duration",
@@ -82,9 +87,15 @@ def estimate_left(
     grace: int | None,
     reduction_factor: int | None,
     budget_left: float | None = None,
+    reserve: float = 0.0,
+    after: float = 0.0,
 ) -> Left:
     """The search's time left: the trial-epochs still expected, over ``slots``, times
     ``seconds_per_epoch``; the time budget's remainder ``budget_left`` when that comes first.
+
+    With a budget, the work after the tuning counts too: the tuning ends at the latest
+    ``reserve`` seconds before the budget's end (``_budget``'s moving deadline), then ``after``
+    seconds of retraining follow; the sum is never past the budget's end.
 
     ``trials_left``: trials not started yet, each expected to run ``mean_epochs`` (the mean of the
     trials finished so far) or, before any finished, what ASHA lets a new trial run
@@ -105,6 +116,10 @@ def estimate_left(
     work = trials_left * per_new + sum(running_left)
     longest = max([*running_left, per_new if trials_left else 0.0])
     seconds = max(work / max(1, slots), longest) * seconds_per_epoch
+    if budget is not None and (reserve or after):
+        tuning = min(seconds, max(0.0, budget - reserve))
+        total = tuning + after
+        return Left(min(total, budget), capped=tuning < seconds or total >= budget)
     if budget is not None and budget < seconds:
         return Left(budget, capped=True)
     return Left(seconds)
@@ -172,6 +187,9 @@ class ProgressCallback(Callback):
         self._epochs: dict[str, int] = {}  # running trial -> epochs done
         self._finished_epochs: list[int] = []  # one per trial ended here (not by the budget)
         self._epoch_seconds = [0.0, 0]  # seconds of the trial-epochs measured, their number
+        self._started: set[str] = set()  # trials whose first epoch (worker start) was seen
+        self._startup = 0.0  # the longest worker start seen (a first epoch's extra seconds)
+        self.budget: TimeBudget | None = None  # --time-budget (``TuningStopper`` sets it)
         self.t0 = time.monotonic()
         self._last_draw = 0.0
 
@@ -194,10 +212,27 @@ class ProgressCallback(Callback):
     ) -> None:
         self._epochs[trial.trial_id] = int(result.get("training_iteration") or 0)
         seconds = result.get("time_this_iter_s", result.get("epoch_seconds"))
+        own = result.get("epoch_seconds")
+        if trial.trial_id not in self._started and isinstance(own, (int, float)) and own >= 0:
+            # A trial's first epoch also started its worker (importing torch, loading the data):
+            # seconds that a steady epoch does not cost are kept apart as the startup; the
+            # run's first epoch also waited for Ray to start the first workers, as the
+            # retraining's fresh workers will.
+            waited = [float(seconds)] if isinstance(seconds, (int, float)) else []
+            if not self._started:
+                waited.append(time.monotonic() - self.t0)
+            self._startup = max([self._startup, *(w - float(own) for w in waited)])
+            seconds = own
+        self._started.add(trial.trial_id)
         if isinstance(seconds, (int, float)) and seconds >= 0:
             self._epoch_seconds[0] += float(seconds)
             self._epoch_seconds[1] += 1
         self._draw(force=False)
+
+    def on_trial_recover(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        self._started.discard(trial.trial_id)  # its next epoch starts a worker again
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
@@ -264,10 +299,35 @@ class ProgressCallback(Callback):
         """``"  failed 3 × ValueError: … (see …/error.txt)"``, one per cause."""
         return [f"  failed {format_group(g)}" for g in self.failure_groups()]
 
+    def seconds_per_epoch(self) -> float | None:
+        """The mean seconds of a trial-epoch measured so far (None before the first)."""
+        seconds, count = self._epoch_seconds
+        return seconds / count if count else None
+
+    def rates(self, slots: int) -> Rates | None:
+        """The speeds measured so far, for the time budget's plan (None before an epoch)."""
+        per_epoch = self.seconds_per_epoch()
+        return None if per_epoch is None else Rates(per_epoch, self._startup, slots)
+
+    @property
+    def usable(self) -> bool:
+        """Whether a trial besides the first (the baseline's point) has reported an epoch."""
+        return len(self._started) >= min(2, self.total)
+
     def left(self, elapsed: float) -> Left:
-        """The estimate of the time left, from what the trials of this run have shown so far."""
+        """The estimate of the time left, from what the trials of this run have shown so far;
+        with a time budget (``budget``), the retraining after the tuning included."""
         running = [self._epochs.get(t, 0) for t in self.running]
         seconds, count = self._epoch_seconds
+        budget = self.budget
+        if budget is not None:
+            budget.update(self.rates(budget.slots), self.usable)
+            reserve = budget.reserve if budget.reserve is not None else 0.0
+            extra = {"reserve": reserve, "after": budget.after_seconds()}
+            budget_left: float | None = budget.left()
+        else:
+            extra = {}
+            budget_left = None if self.time_budget is None else self.time_budget - elapsed
         return estimate_left(
             trials_left=max(0, self.total - self.done - len(running)),
             running=running,
@@ -279,7 +339,8 @@ class ProgressCallback(Callback):
             max_t=self.max_t,
             grace=self.grace,
             reduction_factor=self.reduction_factor,
-            budget_left=None if self.time_budget is None else self.time_budget - elapsed,
+            budget_left=budget_left,
+            **extra,
         )
 
     def line(self) -> str:
@@ -307,3 +368,27 @@ class ProgressCallback(Callback):
         elif force:
             self.stream.write(self.line() + "\n")
             self.stream.flush()
+
+
+class TuningStopper(Stopper):
+    """The time budget's moving deadline for the tuning (``_budget``): Ray asks :meth:`stop_all`
+    at every step and, when it says yes, ends the experiment as ``time_budget_s`` would (the
+    trials it cuts are closed as stopped by the budget, ``close_running_trials``). The reserve
+    is re-estimated from ``progress``'s measurements each time; ``progress`` gets the budget for
+    its estimate of the time left."""
+
+    def __init__(self, budget: TimeBudget, progress: ProgressCallback) -> None:
+        self.budget, self.progress = budget, progress
+        self._started = False
+        progress.budget = budget
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False  # the budget stops the whole tuning, never one trial
+
+    def stop_all(self) -> bool:
+        if not self._started:  # as Ray's own ``time_budget_s``: from its first check on
+            self._started = True
+            self.budget.restart()
+        progress = self.progress
+        self.budget.update(progress.rates(self.budget.slots), progress.usable)
+        return self.budget.tuning_over()

@@ -2,6 +2,8 @@
 
     _prepare      before Ray: paths, base recipe, data, space fitted to model and device
     _tune         the study opened (a resume of a finished search returns its stored result)
+    _budget       --time-budget: one clock for the tuning and what follows it; the tuning's
+                  moving deadline and the plan of the retraining in the time left
     _session      Ray up: resources checked, SIGTERM read as Ctrl-C, Ray's output to ray.log
     _tune         Tuner(trial, TruthfulOptunaSearch, ASHA) for the trials left; study closed
     _tuned_baseline  the same search of lr and batch size without tricks (a few trials)
@@ -39,11 +41,13 @@ from tricksearch.tuning._artifacts import (
     time_budget_line,
     write_trials_csv,
 )
+from tricksearch.tuning._budget import TimeBudget
 from tricksearch.tuning._candidates import TrialRecord
 from tricksearch.tuning._config import SearchConfig
 from tricksearch.tuning._console import say
-from tricksearch.tuning._decide import decide
+from tricksearch.tuning._decide import decide, plan_work
 from tricksearch.tuning._failures import failure_lines
+from tricksearch.tuning._fidelity import fidelity_line
 from tricksearch.tuning._prepare import SPACE_COPY, Prepared, prepare, resume_hint
 from tricksearch.tuning._result import SearchFailed, SearchInterrupted, SearchResult
 from tricksearch.tuning._session import (
@@ -125,6 +129,7 @@ def _open_and_search(
     """The study opened (a resume of a finished search returns its stored result), then the
     search in Ray; an interruption (Ctrl-C, SIGTERM) leaves trials.csv and says how to resume."""
     from tricksearch.tuning._searcher import make_sampler
+    from tricksearch.tuning._warmstart import warm_start
 
     config, run_dir = prep.config, prep.run_dir
     study, storage = open_study(run_dir, config.mode)
@@ -143,7 +148,11 @@ def _open_and_search(
         run_dir=run_dir,
         space=prep.space,
         storage=storage,
-        sampler=make_sampler(config.sampler, config.seed, config.trials, offset=len(study.trials)),
+        sampler=warm_start(  # --warm-start: an earlier search's trials as a prior (said here)
+            make_sampler(config.sampler, config.seed, config.trials, offset=len(study.trials)),
+            config,
+            stream,
+        ),
         ctx=_trial_context(prep),
         done=done,
         points=first_points(prep.space, prep.base, config.trials) if fresh else [],
@@ -174,6 +183,8 @@ def _search_in_ray(prep: Prepared, job: TuneJob, *, quiet: bool) -> SearchResult
             config.save(run_dir / "search.json")
             (run_dir / SPACE_COPY).write_text(load_space(config.space).dumps())
         tune_seconds, faults = 0.0, None
+        # --time-budget: one clock for the tuning and everything after it (``_budget``)
+        budget = TimeBudget.for_search(config, session.slots) if config.time_budget else None
         if job.remaining > 0:
             say(
                 out,
@@ -183,16 +194,20 @@ def _search_in_ray(prep: Prepared, job: TuneJob, *, quiet: bool) -> SearchResult
                 f"{run_dir / 'ray.log'}",
             )
             t_tune = time.monotonic()
-            faults = run_tune(job, slots=session.slots, out=out)
+            faults = run_tune(job, slots=session.slots, out=out, budget=budget)
             tune_seconds = time.monotonic() - t_tune
             say(out, faults_line(faults.retries, faults.peak_bytes, checkpoints=job.ctx.checkpoint))
         records = close_study(job.storage)
         backup_study(run_dir)
-        line = time_budget_line(outcome_counts(records), config)
+        early = budget.stopped_early if budget is not None else None
+        line = time_budget_line(outcome_counts(records), config, stopped_early=early)
         if line:
             say(out, line)
         _after_packing(prep, outcome_counts(records)["oom"], out)
         write_trials_csv(records, run_dir / "trials.csv")
+        line = fidelity_line(job.ctx.fidelity, [r.epochs for r in records])
+        if line:  # --fidelity data: the rungs' fractions and the trial-epochs saved
+            say(out, line)
         timings = Timings(
             time.monotonic() - t_start,
             session.start_seconds,
@@ -200,7 +215,7 @@ def _search_in_ray(prep: Prepared, job: TuneJob, *, quiet: bool) -> SearchResult
             retries=faults.retries if faults else 0,
             checkpoint_peak_bytes=faults.peak_bytes if faults else 0,
         )
-        return _retrain_and_choose(prep, job.ctx, records, session, timings, out)
+        return _retrain_and_choose(prep, job.ctx, records, session, timings, out, budget)
 
 
 def _retrain_and_choose(
@@ -210,21 +225,30 @@ def _retrain_and_choose(
     session: RaySession,
     timings: Timings,
     out: IO[str],
+    budget: TimeBudget | None = None,
 ) -> SearchResult:
     """The tuned baseline searched; the candidates, the baseline and the tuned baseline retrained
     with the same seeds; the winner chosen against the baseline and shrunk to its minimal recipe
-    (``_decide``); everything written out."""
+    (``_decide``); everything written out. With a time budget, that work is planned to fit the
+    time left (``_decide.plan_work``) and what was cut is recorded and said."""
     config, run_dir = prep.config, prep.run_dir
     if not any(r.state in ("COMPLETE", "PRUNED") and r.intermediate_values for r in records):
         causes = "".join(f"\n  {line}" for line in failure_lines(records))
         raise SearchFailed(
             nothing_usable(outcome_counts(records), len(records), config, run_dir) + causes
         )
-    tuned = tune_baseline(prep, ctx, slots=session.slots, out=out)
-    decision = decide(prep, ctx, records, tuned, out)
+    plan = plan_work(prep, records, budget) if budget is not None else None
+    if plan is not None and budget is not None:
+        say(out, budget.plan_line())
+    tuned = None
+    if plan is None or plan.tuned:
+        tuned = tune_baseline(prep, ctx, slots=session.slots, out=out)
+    decision = decide(prep, ctx, records, tuned, out, budget=budget)
     summary = search_summary(
         config, records, decision, prep.data, timings=timings, slots=session.slots
     )
+    if budget is not None:  # results.json and the recipe's provenance keep what was cut
+        summary["search"]["time_budget"] = budget.record()
     return save_outcome(config, run_dir, decision, summary, out)
 
 
@@ -288,6 +312,7 @@ def _check_out(run_dir: Path, field: str = "out") -> None:
 
 def _trial_context(prep: Prepared) -> TrialContext:
     """What every trial and retraining shares (shipped to the Ray workers)."""
+    from tricksearch.tuning._fidelity import prepare_fidelity
     from tricksearch.tuning._trainable import TrialContext
 
     return TrialContext(
@@ -301,4 +326,5 @@ def _trial_context(prep: Prepared) -> TrialContext:
         cv=prep.config.cv,
         checkpoint=prep.config.max_retries > 0,
         gpus_per_worker=prep.config.gpus_per_worker,
+        fidelity=prepare_fidelity(prep.config, prep.data.y_train, prep.run_dir),  # _fidelity
     )

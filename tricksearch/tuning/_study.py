@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ERROR_ATTR",
     "ERROR_FILE_ATTR",
+    "REFERENCE_ATTR",
     "STOPPED_ATTR",
     "STUDY_NAME",
     "at_epoch",
@@ -36,6 +37,8 @@ STUDY_NAME = "tricksearch"
 #: PRUNED trial without a value would rank as the worst score). Neither is the configuration's
 #: doing, so the user reads "stopped by the time budget", not "pruned by ASHA" or "failed".
 STOPPED_ATTR = "stopped_by_time_budget"
+#: User attribute of the baseline's trial: a reference for ASHA's first rung, stopped there.
+REFERENCE_ATTR = "reference"
 #: User attributes of a failed trial: its cause in one line, and the file with the traceback.
 ERROR_ATTR = "error"
 ERROR_FILE_ATTR = "error_file"

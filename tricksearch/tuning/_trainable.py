@@ -23,6 +23,7 @@ from tricksearch.recipe import Recipe
 if TYPE_CHECKING:
     from tricksearch.engine import EpochMetrics
     from tricksearch.spaces import SearchSpace
+    from tricksearch.tuning._fidelity import FidelityPlan
 
 __all__ = [
     "FAILED_KEY",
@@ -49,6 +50,8 @@ class TrialContext:
     cv: int | None = None  # the retraining's K folds on train + val (``--cv``); None: one split
     checkpoint: bool = True  # trials checkpoint every epoch (off with --max-retries 0: unused)
     gpus_per_worker: float = 0.0  # GPUs of each replica of a data-parallel trial
+    # data fidelity (``--fidelity data``): the epochs before each ASHA rung on a subset of train
+    fidelity: FidelityPlan | None = None
 
 
 def _setup(ctx: TrialContext, recipe: Recipe) -> None:
@@ -92,10 +95,12 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     in_ray = [False]  # an exception raised by Ray's own report is Ray's to handle
     epochs_done, spent = [0], [0.0]  # epochs and training seconds so far (restarts included)
 
+    plan = ctx.fidelity
+
     def report(m: EpochMetrics, state: dict[str, Any] | None = None) -> None:
         spent[0] += m.epoch_seconds
         in_ray[0] = True
-        _report_epoch(m, spent[0], state)
+        _report_epoch(m, spent[0], state, None if plan is None else plan.fraction(m.epoch))
         in_ray[0] = False
         epochs_done[0] = m.epoch
 
@@ -112,6 +117,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
             from tricksearch.tuning._ddp import fit_replicated
 
             train = functools.partial(fit_replicated, ctx=ctx)
+        elif plan is not None:  # the same stratified subsets in every trial (_fidelity)
+            train = functools.partial(fit, train_subset=plan.train_subset(data.y_train))
         train(
             recipe,
             model=ctx.model_factory,
@@ -143,9 +150,15 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         )
 
 
-def _report_epoch(m: EpochMetrics, train_seconds: float, state: dict[str, Any] | None) -> None:
+def _report_epoch(
+    m: EpochMetrics,
+    train_seconds: float,
+    state: dict[str, Any] | None,
+    data_fraction: float | None = None,
+) -> None:
     """One epoch's metrics to Ray Tune, with the training state (when given) as the trial's
-    checkpoint (Ray copies it to the run's storage; the temporary folder is removed after)."""
+    checkpoint (Ray copies it to the run's storage; the temporary folder is removed after).
+    ``data_fraction``: the share of the train split the epoch trained on (data fidelity)."""
     import tempfile
 
     from ray import tune
@@ -161,6 +174,8 @@ def _report_epoch(m: EpochMetrics, train_seconds: float, state: dict[str, Any] |
         "epoch_seconds": m.epoch_seconds,
         "train_seconds": train_seconds,  # the trial's own training (+ val) time so far
     }
+    if data_fraction is not None:
+        metrics["data_fraction"] = data_fraction
     if state is None:
         tune.report(metrics)
         return

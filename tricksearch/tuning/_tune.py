@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from tricksearch.recipe import Recipe
     from tricksearch.spaces import SearchSpace
+    from tricksearch.tuning._budget import TimeBudget
     from tricksearch.tuning._faults import TrialFaults
     from tricksearch.tuning._searcher import RecordingASHA
     from tricksearch.tuning._trainable import TrialContext
@@ -146,26 +147,49 @@ def close_study(storage: optuna.storages.RDBStorage) -> list[TrialRecord]:
     return [trial_record(t) for t in study.trials]
 
 
+#: The preset recipes a fresh search evaluates first, in this order: the baseline (a reference
+#: for ASHA's first rung only: it is retrained at the full budget anyway), then known-good
+#: recipes (``spaces/_presets.py``) that set a high bar at the rungs early.
+FIRST_PRESETS = ("baseline", "bag-of-tricks", "sgd-cosine", "adamw-cosine")
+
+
 def first_points(space: SearchSpace, base: Recipe, trials: int) -> list[dict[str, Any]]:
-    """The configurations a fresh search evaluates first: the baseline and bag-of-tricks presets
-    (as the space can express them; distinct; at most ``trials``)."""
+    """The configurations a fresh search evaluates first: :data:`FIRST_PRESETS` as the space can
+    express them, the baseline first (distinct; a preset the space or the model cannot take is
+    skipped; at most ``trials``, and at most a quarter of them beyond the baseline)."""
+    from tricksearch.errors import ConfigError
     from tricksearch.spaces import preset_recipe
 
     points: list[dict[str, Any]] = []
-    for name in ("baseline", "bag-of-tricks"):
-        point = space.point(preset_recipe(name, base))
+    for name in FIRST_PRESETS:
+        try:
+            point = space.point(preset_recipe(name, base))
+            space.to_recipe(base, point)  # the contracts of this model/data
+        except ConfigError:
+            continue
         if point not in points:
             points.append(point)
-    return points[:trials]
+    return points[: max(1, min(trials, 1 + trials // 4))]
 
 
-def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> TrialFaults:
+def reference_point(space: SearchSpace, base: Recipe) -> dict[str, Any]:
+    """The baseline's point: ASHA stops its trial at the first rung (``RecordingASHA``)."""
+    from tricksearch.spaces import preset_recipe
+
+    return space.point(preset_recipe("baseline", base))
+
+
+def run_tune(
+    job: TuneJob, *, slots: int, out: IO[str] | None, budget: TimeBudget | None = None
+) -> TrialFaults:
     """Run the job's remaining trials, ``slots`` at a time; progress lines go to ``out``.
+    ``budget``: the whole search's time budget, whose moving deadline ends the tuning
+    (``_progress.TuningStopper``); None: ``config.time_budget`` bounds the tuning alone.
     Returns what happened to the trials' workers (retries, checkpoint disk peak)."""
     from ray import tune
 
     from tricksearch.tuning._faults import TrialFaults
-    from tricksearch.tuning._progress import ProgressCallback
+    from tricksearch.tuning._progress import ProgressCallback, TuningStopper
     from tricksearch.tuning._searcher import TruthfulOptunaSearch
     from tricksearch.tuning._tracking import tracking_callbacks
     from tricksearch.tuning._trainable import run_trial
@@ -177,6 +201,9 @@ def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> TrialFaults:
         metric=config.metric,
         mode=config.mode,
         points_to_evaluate=job.points or None,
+        # the baseline (first of the points) is a reference: stopped at ASHA's first rung
+        reference=job.points[0] if job.points else None,
+        on_reference=scheduler.references.add,
         sampler=job.sampler,
         study_name=STUDY_NAME,
         storage=job.storage,
@@ -220,13 +247,14 @@ def run_tune(job: TuneJob, *, slots: int, out: IO[str] | None) -> TrialFaults:
             num_samples=job.remaining * (2 if config.gpus_per_trial else 1),
             max_concurrent_trials=slots,
             reuse_actors=True,
-            time_budget_s=config.time_budget,
+            time_budget_s=config.time_budget if budget is None else None,  # else ``stop``
         ),
         run_config=tune.RunConfig(
             name=name,
             storage_path=storage_path,
             verbose=0,
             callbacks=[progress, faults, *tracking_callbacks(job, searcher)],
+            stop=None if budget is None else TuningStopper(budget, progress),
             # A lost worker or node: the trial restarts from its newest checkpoint (an error in
             # the trial's own code is reported as its result instead, and not retried).
             failure_config=tune.FailureConfig(max_failures=config.max_retries),

@@ -100,6 +100,13 @@ def _add_sampling(g: argparse._ArgumentGroup, d: SearchConfig) -> None:
         help="seed of the sampler and of the first retraining seed",
     )
     g.add_argument(
+        "--warm-start",
+        metavar="DIR",
+        help="the --out folder of an earlier search (another dataset or model): its finished "
+        "trials, ranked, are a prior of the sampler (not trials of this search) and shorten "
+        "TPE's random start",
+    )
+    g.add_argument(
         "--metric",
         choices=list(METRICS),
         default=d.metric,
@@ -116,6 +123,14 @@ def _add_sampling(g: argparse._ArgumentGroup, d: SearchConfig) -> None:
         type=positive_int,
         default=d.reduction_factor,
         help="ASHA: keep 1/η of the trials per rung",
+    )
+    g.add_argument(
+        "--fidelity",
+        choices=["epochs", "data", "auto"],
+        default=d.fidelity,
+        help="what ASHA's early rungs save: epochs, or data (the epochs before each rung train "
+        "on a stratified 1/η^k of the train split: 1/9, 1/3, then all); auto: data for train "
+        "splits over 20,000 samples (default: %(default)s)",
     )
 
 
@@ -279,9 +294,11 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         out=args.out or f"runs/{args.dataset.replace(':', '_').replace('/', '_')}",
         sampler=args.sampler,
         seed=args.seed,
+        warm_start=args.warm_start,
         metric=args.metric,
         grace_period=args.grace_period,
         reduction_factor=args.reduction_factor,
+        fidelity=args.fidelity,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
         workers_per_trial=args.workers_per_trial,
