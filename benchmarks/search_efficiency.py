@@ -18,11 +18,13 @@ Strategies (``--slots`` trials run at a time, each epoch costs one trial-epoch):
   it tells Optuna COMPLETE for a trial ASHA stopped, with its early value;
 - ``tpe+asha (before)``: tricksearch as it was before issue 11: TPE told the truth (PRUNED with
   the intermediate values), ASHA's grace a quarter of the budget, baseline and bag-of-tricks
-  enqueued first;
+  enqueued first and run like any trial (the space as it is now, the LR drawn for the optimizer);
 - ``tpe+asha``: tricksearch's search as it is now (``make_sampler``, ``SearchConfig.grace``,
-  ``first_points``);
-- ``tpe+asha (warm)``: as ``tpe+asha`` with ``--warm-start`` from the other table (digits →
-  Fashion-MNIST subset, and back), when ``tricksearch.tuning._warmstart`` is there.
+  ``first_points``, the baseline stopped at the first rung, the LR drawn for the optimizer);
+- ``tpe+asha no presets``: the same without the preset points (what TPE + ASHA do alone);
+- ``tpe+asha warm start``: as ``tpe+asha`` with ``--warm-start`` from one ``tpe+asha`` search
+  replayed on the other table (digits → Fashion-MNIST cut, and back);
+- ``tpe+asha grace 1``: as ``tpe+asha`` with ASHA's first rung after one epoch.
 
 For each table and strategy, ``--reps`` searches with different seeds. Printed side by side:
 the trial-epochs a strategy needed to reach the final best val of full-budget random search with
@@ -30,7 +32,7 @@ the trial-epochs a strategy needed to reach the final best val of full-budget ra
 with a val at least that), as median and quartiles, and the regret after a fixed budget of
 trial-epochs (a third of random's): the best mean test accuracy in the table minus that of the
 configuration the search would hand over then (its best full-budget trial by val). The last line
-is the ratio of medians ``tpe+asha`` / ``random``.
+is the ratio of medians ``tpe+asha`` / ``random``: over the tables (their median), and each.
 
     python benchmarks/search_efficiency.py [--table digits] [--reps 20] [--trials 32] [--slots 2]
 """
@@ -200,7 +202,7 @@ def _searcher(
     if prior:
         from tricksearch.tuning._warmstart import warm_start_sampler
 
-        sampler = warm_start_sampler(sampler, prior)
+        sampler = warm_start_sampler(sampler, prior, direction="maximize")
     common = dict(metric="val_acc", mode="max", points_to_evaluate=points or None, sampler=sampler)
     if strategy["searcher"] == "stock":
         return OptunaSearch(space, **common)
@@ -241,6 +243,7 @@ def replay(
     points: list[dict],
     prior: list[Any] | None = None,
     ended: list[tuple[int, int]] | None = None,
+    studies: list[Any] | None = None,
 ) -> list[tuple[int, float, int]]:
     """One search: the full-budget trials it finished, as (trial-epochs spent, val, row);
     ``ended`` gets (row, epochs it ran) of every trial that ended, in order."""
@@ -315,7 +318,28 @@ def replay(
         else:
             order += 1
             heapq.heappush(heap, (now + 1, order, tid))
+    if studies is not None:  # the search's Optuna study, e.g. as another search's prior
+        studies.append(searcher._ot_study)
     return finished
+
+
+def prior_from(name: str, slots: int, trials: int, seed: int = 7) -> list[Any]:
+    """The finished trials (COMPLETE, and PRUNED with values) of one ``tpe+asha`` search
+    replayed on table ``name``: what ``--warm-start`` reads from an earlier search's folder."""
+    from optuna.trial import TrialState
+
+    table = Table(name)
+    studies: list[Any] = []
+    replay(
+        table, STRATEGIES["tpe+asha"], seed, budget=trials * table.epochs, slots=slots,
+        trials=trials, points=_points(name, True), studies=studies,
+    )  # fmt: skip
+    return [
+        t
+        for t in studies[0].get_trials(deepcopy=False)
+        if t.state == TrialState.COMPLETE
+        or (t.state == TrialState.PRUNED and t.intermediate_values)
+    ]
 
 
 def epochs_to(finished: list[tuple[int, float, int]], target: float) -> float:
@@ -340,13 +364,20 @@ STRATEGIES: dict[str, dict[str, Any]] = {
         "points": "before",
     },
     "tpe+asha": {"sampler": "tpe", "searcher": "truthful", "asha": True, "points": True},
-    "tpe+asha, no presets": {
+    "tpe+asha no presets": {
         "sampler": "tpe",
         "searcher": "truthful",
         "asha": True,
         "points": False,
     },
-    "tpe+asha, grace 1": {
+    "tpe+asha warm start": {  # --warm-start: the other table's search as the prior
+        "sampler": "tpe",
+        "searcher": "truthful",
+        "asha": True,
+        "points": True,
+        "prior": True,
+    },
+    "tpe+asha grace 1": {
         "sampler": "tpe",
         "searcher": "truthful",
         "asha": True,
@@ -483,28 +514,38 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     logging.getLogger("ray").setLevel(logging.ERROR)
     warnings.simplefilter("ignore")
-    tables = args.table or [n for n in SETTINGS if (TABLES / f"{n}.space.yaml").is_file()]
+    tables = args.table or [n for n in SETTINGS if load_table(n)]
     strategies = args.strategies.split(",")
+    warm = "tpe+asha warm start"
+    others = {n: [m for m in SETTINGS if m != n and load_table(m)] for n in tables}
     ratios = []
     import multiprocessing
 
     pool = multiprocessing.get_context("spawn").Pool(args.jobs) if args.jobs > 1 else _nothing()
     with pool:
         for name in tables:
+            prior = None
+            if warm in strategies and others[name]:
+                source = others[name][0]
+                prior = prior_from(source, args.slots, args.trials)
+                print(f"\n{warm}: the prior is one tpe+asha search on {source} "
+                      f"({len(prior)} finished trials)")  # fmt: skip
             medians = run_table(
                 name,
                 args.reps,
                 args.trials,
                 args.slots,
-                strategies,
-                None,
+                [s for s in strategies if s != warm or prior],
+                prior,
                 sys.stdout,
                 pool if args.jobs > 1 else None,
             )
             if "tpe+asha" in medians:
-                ratios.append(medians["tpe+asha"] / medians["random"])
+                ratios.append((name, medians["tpe+asha"] / medians["random"]))
     if ratios:
-        print(f"ratio tpe+asha/random trial-epochs: {statistics.median(ratios):.2f}")
+        each = ", ".join(f"{name} {r:.2f}" for name, r in ratios)
+        overall = statistics.median(r for _, r in ratios)
+        print(f"ratio tpe+asha/random trial-epochs: {overall:.2f} ({each})")
     return 0
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import ray.cloudpickle
+import torch
+from torch import nn
 
 from tricksearch.recipe import Recipe
 from tricksearch.spaces import space_from_dict
@@ -381,23 +383,47 @@ def test_without_a_budget_decide_is_unchanged(monkeypatch) -> None:
 
 
 # --- a real search (slow) -----------------------------------------------------------------------
+class SlowLinear(nn.Module):
+    """A linear model whose training batches take at least 40 ms each (digits: 9 batches, so
+    ≥ 0.36 s an epoch on any machine): the retraining below cannot fit the budget anywhere."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_channels * 64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] > 16:  # not the pre-flight's batches of 16
+            time.sleep(0.04)
+        return self.fc(x.flatten(1))
+
+
 @pytest.mark.slow
 def test_a_search_within_its_time_budget_cuts_the_retraining(tmp_path, capsys) -> None:
-    from tricksearch.cli import main
+    import tricksearch
 
     budget = 45
     run = tmp_path / "run"
-    flags = f"--trials 6 --epochs 8 --top-k 3 --seeds 3 --tuned-baseline 4 --time-budget {budget}"
     t0 = time.monotonic()
-    code = main(["search", "--space", "minimal", *flags.split(), "--out", str(run)])
+    tricksearch.search(
+        dataset="digits",
+        model=SlowLinear,
+        space="minimal",
+        trials=6,
+        epochs=16,
+        top_k=3,
+        seeds=3,
+        tuned_baseline=4,
+        time_budget=budget,
+        out=run,
+    )
     seconds = time.monotonic() - t0
     out = capsys.readouterr().out
-    assert code == 0, out
     summary = json.loads((run / "results.json").read_text())["summary"]
     record = summary["search"]["time_budget"]
     plan = record["plan"]
-    # the whole run (tuned baseline 4 × 8 epochs, 4 × 3 retrainings, the minimal recipe) cannot
-    # fit in 45 s on this machine's speed: the plan cut some of it, and the closing lines say so
+    # the whole run (tuned baseline 4 × 16 epochs, 5 × 3 retrainings of 16 epochs at ≥ 0.36 s
+    # an epoch on 2 slots: > 50 s, the minimal recipe) cannot fit in what the tuning leaves of
+    # 45 s: the plan cut some of it, and the closing lines say so
     cut = (
         plan["candidates"] < plan["candidates_asked"]
         or plan["seeds"] < plan["seeds_asked"]

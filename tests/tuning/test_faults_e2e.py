@@ -126,7 +126,8 @@ def test_a_hung_trial_is_stopped_by_the_trial_timeout(tmp_path: Path) -> None:
     markers.mkdir()
     model = functools.partial(Fragile, markers=str(markers), times=1, fault="hang")
     t0 = time.monotonic()
-    _search(tmp_path / "run", model, trial_timeout=25, max_retries=0)  # no checkpoints
+    # grace = epochs: no rung below the budget, so the baseline (first) runs into the hang
+    _search(tmp_path / "run", model, trial_timeout=25, max_retries=0, grace_period=3)
     assert time.monotonic() - t0 < 600
     study = optuna.load_study(
         study_name="tricksearch", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}"
