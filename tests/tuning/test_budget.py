@@ -156,8 +156,17 @@ def _budgeted(seconds: float = 600.0) -> tuple[TimeBudget, ProgressCallback, Tun
     return budget, progress, stopper, clock
 
 
-def _epoch(progress: ProgressCallback, tid: str, step: int, wall: float, own: float) -> None:
+def _epoch(
+    progress: ProgressCallback,
+    tid: str,
+    step: int,
+    wall: float,
+    own: float,
+    data_fraction: float | None = None,
+) -> None:
     result = {"training_iteration": step, "time_this_iter_s": wall, "epoch_seconds": own}
+    if data_fraction is not None:
+        result["data_fraction"] = data_fraction
     progress.on_trial_result(0, [], _T(tid), result)
 
 
@@ -243,6 +252,20 @@ def test_a_slow_first_epoch_does_not_inflate_the_estimate() -> None:
     assert progress.rates(1) == Rates(1.0, 60.0, 1)
     # 200 trials × 20 epochs (no ASHA) at 1 s: about 66 minutes, not 66 hours
     assert progress.left(0.0).seconds == pytest.approx((199 * 20 + 19) * 1.0)
+
+
+def test_epochs_on_a_fraction_of_the_data_count_whole_for_the_retraining() -> None:
+    # --fidelity data: a 1/9 epoch of 2 s is a whole-split epoch of 18 s for the reserve and
+    # the plan (the retraining trains on all of it); the tuning's own estimate keeps 2 s
+    progress = ProgressCallback(
+        total=20, already_done=0, max_t=9, metric="val_acc", mode="max", stream=None, slots=1
+    )
+    progress.on_trial_start(0, [], _T("a"))
+    _epoch(progress, "a", 1, wall=2.0, own=2.0, data_fraction=1 / 9)
+    _epoch(progress, "a", 2, wall=6.0, own=6.0, data_fraction=1 / 3)
+    _epoch(progress, "a", 3, wall=20.0, own=20.0)
+    assert progress.seconds_per_epoch() == pytest.approx((2 + 6 + 20) / 3)
+    assert progress.rates(1).epoch == pytest.approx((18 + 18 + 20) / 3)
 
 
 def test_the_progress_line_with_a_budget_ends_with_it() -> None:

@@ -187,6 +187,9 @@ class ProgressCallback(Callback):
         self._epochs: dict[str, int] = {}  # running trial -> epochs done
         self._finished_epochs: list[int] = []  # one per trial ended here (not by the budget)
         self._epoch_seconds = [0.0, 0]  # seconds of the trial-epochs measured, their number
+        # the same as whole-split epochs (``--fidelity data``: an epoch on a fraction f of the
+        # train split counts 1/f times its seconds), for the retraining's reserve and plan
+        self._full_epoch_seconds = [0.0, 0]
         self._started: set[str] = set()  # trials whose first epoch (worker start) was seen
         self._startup = 0.0  # the longest worker start seen (a first epoch's extra seconds)
         self.budget: TimeBudget | None = None  # --time-budget (``TuningStopper`` sets it)
@@ -227,6 +230,10 @@ class ProgressCallback(Callback):
         if isinstance(seconds, (int, float)) and seconds >= 0:
             self._epoch_seconds[0] += float(seconds)
             self._epoch_seconds[1] += 1
+            fraction = result.get("data_fraction")
+            scale = 1.0 / fraction if isinstance(fraction, (int, float)) and fraction > 0 else 1.0
+            self._full_epoch_seconds[0] += float(seconds) * scale  # evaluation included: errs long
+            self._full_epoch_seconds[1] += 1
         self._draw(force=False)
 
     def on_trial_recover(
@@ -305,9 +312,11 @@ class ProgressCallback(Callback):
         return seconds / count if count else None
 
     def rates(self, slots: int) -> Rates | None:
-        """The speeds measured so far, for the time budget's plan (None before an epoch)."""
-        per_epoch = self.seconds_per_epoch()
-        return None if per_epoch is None else Rates(per_epoch, self._startup, slots)
+        """The speeds measured so far, for the time budget's plan (None before an epoch): the
+        retraining trains on the whole train split, so an epoch a trial ran on a fraction of it
+        (data fidelity) counts as its seconds over that fraction."""
+        seconds, count = self._full_epoch_seconds
+        return Rates(seconds / count, self._startup, slots) if count else None
 
     @property
     def usable(self) -> bool:
