@@ -15,10 +15,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import curve_table  # noqa: E402
 import search_efficiency as se  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    not curve_table.load_table("digits"), reason="the digits curve table is not in this checkout"
-)
-
 
 @pytest.fixture(scope="module")
 def table() -> se.Table:
